@@ -1,0 +1,72 @@
+"""ExportingNation: a nation with mines, and the export rules it sets."""
+
+import mesa
+import numpy as np
+
+
+class ExportingNation(mesa.Agent):
+    """Mines fixed baskets of elements and decides how much of its oxide may leave.
+
+    Mines of one deposit type produce all their elements together in the deposit's
+    basket (``basket`` [D, E], share of total REO), so a cut in one deposit's output
+    cuts every co-product. Each month a mine runs at ``(basket value at domestic
+    prices / its 2024 value) ** supply_elasticity`` of capacity, capped at 1: output
+    falls when prices at home fall (e.g. behind a binding export quota), never rises
+    above capacity (new capacity takes years: the model's investment step).
+
+    The export cap is ``(1 - quota_cut) x reference exports``: the reference is the
+    trailing-year mean of actual oxide exports, frozen while a quota is in force so
+    that a 40 % cut stays a cut of normal trade, not of last month's reduced trade.
+    """
+
+    def __init__(
+        self,
+        model: mesa.Model,
+        code: str,
+        region_index: int,
+        mine_capacity: np.ndarray,
+        basket: np.ndarray,
+        reference_price: np.ndarray,
+        reference_exports: np.ndarray,
+    ) -> None:
+        super().__init__(model)
+        self.code = code
+        self.region_index = region_index
+        self.mine_capacity = np.array(mine_capacity, dtype=float)  # [D] t REO / month
+        self.basket = basket
+        self._reference_basket_value = basket @ reference_price  # [D] USD/kg of REO
+        self.export_reference = np.array(reference_exports, dtype=float)  # [E] t / month
+        self.export_cap = np.full(basket.shape[1], np.inf)
+        self.mined = np.zeros(basket.shape[1])
+        self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
+        self.concentrate_total = 0.0  # t REO incl. elements not modelled
+
+    def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
+        """Mine this month; ``outage`` [D] is the share of each deposit type's output lost."""
+        value_ratio = (self.basket @ domestic_price) / self._reference_basket_value
+        utilisation = np.minimum(1.0, value_ratio**supply_elasticity)
+        output = self.mine_capacity * utilisation * (1.0 - outage)
+        self.mined = output @ self.basket
+        self.concentrate = self.concentrate + self.mined
+        self.concentrate_total += float(output.sum())
+
+    def ship_concentrate(self, tonnes: float) -> np.ndarray:
+        """Hand ``tonnes`` of total REO to a refiner; return the modelled oxides in it."""
+        if tonnes <= 0.0 or self.concentrate_total <= 0.0:
+            return np.zeros_like(self.concentrate)
+        fraction = min(1.0, tonnes / self.concentrate_total)
+        shipped = self.concentrate * fraction
+        self.concentrate = self.concentrate - shipped
+        self.concentrate_total -= tonnes
+        return shipped
+
+    def set_export_policy(self, quota_cut: np.ndarray) -> None:
+        self.export_cap = np.where(quota_cut > 0, (1.0 - quota_cut) * self.export_reference, np.inf)
+
+    def record_exports(self, exports: np.ndarray) -> None:
+        unrestricted = np.isinf(self.export_cap)
+        updated = self.export_reference + (exports - self.export_reference) / 12.0
+        self.export_reference = np.where(unrestricted, updated, self.export_reference)
+
+    def grow(self, monthly_factor: float) -> None:
+        self.mine_capacity = self.mine_capacity * monthly_factor

@@ -1,0 +1,53 @@
+"""Refiner: separation capacity in a nation, the chokepoint between mine and market."""
+
+import mesa
+import numpy as np
+
+from abm.agents.seller import OxideSeller
+
+
+class Refiner(OxideSeller):
+    """Buys mixed concentrate and separates it into oxides it sells in its region.
+
+    It takes feed first from ``feed_priority`` (its own mines, or a captive source such
+    as Lynas Malaysia's Mount Weld concentrate), then from any nation whose export
+    rules let concentrate reach it; it separates up to capacity each month, losing
+    ``1 - separation_yield`` of what it processes.
+    """
+
+    def __init__(
+        self,
+        model: mesa.Model,
+        region: str,
+        region_index: int,
+        capacity: float,
+        feed_priority: int,
+        oxide: np.ndarray,
+    ) -> None:
+        super().__init__(model, region, region_index, oxide)
+        self.capacity = capacity  # t REO / month
+        self.feed_priority = feed_priority
+        self.feed = np.zeros_like(self.oxide)
+        self.feed_total = 0.0
+        self.losses = np.zeros_like(self.oxide)
+
+    @property
+    def feed_wanted(self) -> float:
+        """t REO of concentrate it will buy this month: enough to run at capacity."""
+        return max(self.capacity - self.feed_total, 0.0)
+
+    def take_feed(self, oxides: np.ndarray, tonnes: float) -> None:
+        self.feed = self.feed + oxides
+        self.feed_total += tonnes
+
+    def separate(self, separation_yield: float) -> None:
+        throughput = min(self.capacity, self.feed_total)
+        fraction = throughput / self.feed_total if self.feed_total > 0 else 0.0
+        processed = self.feed * fraction
+        self.feed = self.feed - processed
+        self.feed_total -= throughput
+        self.oxide = self.oxide + processed * separation_yield
+        self.losses = processed * (1.0 - separation_yield)
+
+    def grow(self, monthly_factor: float) -> None:
+        self.capacity *= monthly_factor

@@ -1,0 +1,70 @@
+"""Figures of one run, drawn from its tidy series with matplotlib (no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from abm.output import atomic_write  # noqa: E402
+
+
+def _grid(series: pd.DataFrame, variable: str):
+    data = series[series["variable"] == variable]
+    elements = list(dict.fromkeys(data["element"].astype(str)))
+    figure, axes = plt.subplots(2, (len(elements) + 1) // 2, figsize=(13, 7), sharex=True, squeeze=False)
+    return data, elements, figure, axes.ravel()
+
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=110, format="png"), binary=True)
+    plt.close(figure)
+
+
+def plot_prices(series: pd.DataFrame, path: Path) -> None:
+    """Price of each element in each zone (exporters' domestic markets and the world), log scale."""
+    data, elements, figure, axes = _grid(series, "price")
+    for ax, element in zip(axes, elements):
+        table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
+        for zone in table.columns:
+            ax.plot(table.index, table[zone], label=str(zone), lw=1.4 if zone == "world" else 1.0)
+        ax.set_yscale("log")
+        ax.set_title(f"{element} oxide")
+        ax.set_ylabel("USD/kg")
+    axes[0].legend(fontsize=8)
+    for ax in axes[-3:]:
+        ax.set_xlabel("month")
+    _save(figure, path)
+
+
+def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
+    """Oxide sold by sellers in each region, stacked, t/month."""
+    data, elements, figure, axes = _grid(series, "supply_by_origin")
+    for ax, element in zip(axes, elements):
+        table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
+        table = table.loc[:, table.sum() > 0]
+        ax.stackplot(table.index, table.T.values, labels=[str(c) for c in table.columns])
+        ax.set_title(f"{element} oxide sold, by origin")
+        ax.set_ylabel("t/month")
+    axes[0].legend(fontsize=8, loc="lower left")
+    for ax in axes[-3:]:
+        ax.set_xlabel("month")
+    _save(figure, path)
+
+
+def plot_shortfall(series: pd.DataFrame, path: Path) -> None:
+    """Unmet demand of each importing region, t/month."""
+    data, elements, figure, axes = _grid(series, "shortfall")
+    for ax, element in zip(axes, elements):
+        table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
+        for region in table.columns:
+            ax.plot(table.index, table[region], label=str(region))
+        ax.set_title(f"{element} shortfall")
+        ax.set_ylabel("t/month")
+    axes[0].legend(fontsize=8)
+    for ax in axes[-3:]:
+        ax.set_xlabel("month")
+    _save(figure, path)

@@ -1,0 +1,98 @@
+"""Running a scenario to the end and turning what it recorded into tidy tables and metrics."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from abm.metrics import annualised_volatility, peak_to_base_ratio, shortfall_fraction
+from abm.model import RECORDED, WORLD, RareEarthModel
+from abm.scenario import Scenario
+
+# Label for a variable that has no element (tension) or no region (world totals).
+ALL = "all"
+SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run: ``series`` in long form (step, variable, element, region, value) and
+    ``metrics``, a flat dict of floats."""
+
+    scenario: Scenario
+    seed: int
+    series: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def tidy_series(model: RareEarthModel) -> pd.DataFrame:
+    """What DataCollector recorded, one row per (step, variable, element, region).
+
+    Units: prices USD/kg; quantities t REO per month; tension an index in [0, 1];
+    ``quota`` is NaN where no quota is in force.
+    """
+    recorded = model.datacollector.model_vars
+    labels = model.labels()
+    frames = []
+    for name in RECORDED:
+        values = np.asarray(recorded[name], dtype=float)
+        steps = values.shape[0]
+        if name == "tension":  # [T, pairs]: no element
+            values = values[:, None, :]
+            elements: tuple[str, ...] = (ALL,)
+        else:
+            elements = model.elements
+            if values.ndim == 2:  # [T, E]: world totals
+                values = values[:, :, None]
+        regions = labels[name] if values.shape[2] == len(labels[name]) else (ALL,)
+        n_e, n_r = values.shape[1], values.shape[2]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "step": np.repeat(np.arange(steps), n_e * n_r),
+                    "variable": name,
+                    "element": np.tile(np.repeat(np.array(elements), n_r), steps),
+                    "region": np.tile(np.array(regions), steps * n_e),
+                    "value": values.reshape(-1),
+                }
+            )
+        )
+    series = pd.concat(frames, ignore_index=True)
+    for column in ("variable", "element", "region"):
+        series[column] = series[column].astype("category")
+    return series[SERIES_COLUMNS]
+
+
+def run_metrics(model: RareEarthModel) -> dict[str, float]:
+    """Headline figures per element: world price volatility and peak, the dominant
+    exporter's domestic price relative to the world's, and unmet demand outside it."""
+    recorded = model.datacollector.model_vars
+    price = np.asarray(recorded["price"])  # [T, E, Z]
+    shortfall = np.asarray(recorded["shortfall"])  # [T, E, importing regions]
+    demand = np.asarray(recorded["demand"])
+    exporter = model.spec.shock.exporter
+    outside = [i for i, r in enumerate(model.importing_regions) if r != exporter]
+    world = model.price_zones.index(WORLD)
+    metrics: dict[str, float] = {}
+    for e, element in enumerate(model.elements):
+        world_price = price[:, e, world]
+        metrics[f"world_price_volatility_{element}"] = annualised_volatility(world_price)
+        metrics[f"world_price_peak_ratio_{element}"] = peak_to_base_ratio(world_price, world_price[0])
+        if exporter in model.price_zones:
+            domestic = price[:, e, model.price_zones.index(exporter)]
+            metrics[f"exporter_to_world_price_ratio_{element}"] = float(np.mean(domestic / world_price))
+        metrics[f"shortfall_outside_exporter_t_{element}"] = float(shortfall[:, e, outside].sum())
+        metrics[f"shortfall_fraction_outside_exporter_{element}"] = shortfall_fraction(
+            shortfall[:, e, outside], demand[:, e, outside]
+        )
+    metrics["shortfall_outside_exporter_t"] = float(shortfall[:, :, outside].sum())
+    metrics["mean_tension"] = float(np.mean(recorded["tension"]))
+    return metrics
+
+
+def run_scenario(scenario: Scenario, seed: int) -> RunResult:
+    """Run ``scenario`` to its horizon with ``seed``; the same pair always gives the same result."""
+    model = RareEarthModel(rng=seed, scenario=scenario)
+    while model.running:
+        model.step()
+    return RunResult(scenario=model.spec, seed=seed, series=tidy_series(model), metrics=run_metrics(model))
