@@ -46,11 +46,11 @@ def prorata_fill(
     for _ in range(rounds):
         wish = np.minimum(remaining_cap, remaining_demand[..., None, :])
         wish_total = wish.sum(axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             share = np.where(wish_total > 0, np.minimum(1.0, remaining_supply / wish_total), 0.0)
         offer = wish * share[..., None]
         received = offer.sum(axis=-2)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             accept = np.where(received > remaining_demand, remaining_demand / received, 1.0)
         moved = offer * accept[..., None, :]
         flow += moved
@@ -193,7 +193,7 @@ def update_prices(
     ahead = position + trend_months * (position - previous_position)
     area_ahead = np.einsum("eab,eb->ea", member, ahead)
     target = target_cover_months * np.einsum("eab,eb->ea", member, demand)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         gap = np.where(target > 0, (target - area_ahead) / target, np.where(area_ahead > 0, -1.0, 0.0))
     gap = np.clip(gap, -1.0, 1.0)
     floor = min_price_ratio * reference_price[:, None]

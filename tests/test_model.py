@@ -1,0 +1,109 @@
+"""Whole-model behaviour: conservation, reproducibility, and the direction of policy effects."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from abm import RareEarthModel, Scenario, load_scenario, run_scenario
+from abm.run import tidy_series
+from abm.scenario import Event
+from tests.conftest import EXPERIMENTS, finished_model
+
+# The shock in quota_shock.toml covers months 12-35; month m is recorded at step m + 1.
+SHOCK_STEPS = slice(13, 37)
+
+
+def _table(series: pd.DataFrame, variable: str) -> pd.DataFrame:
+    """[step x (element, region)] table of one variable."""
+    data = series[series["variable"] == variable]
+    return data.pivot(index="step", columns=["element", "region"], values="value")
+
+
+def _mass_balance_error(series: pd.DataFrame) -> np.ndarray:
+    """|mined + recycled - consumed - losses - change in stocks| / (mined + recycled), per step and element."""
+    def by_element(variable):
+        return series[series["variable"] == variable].groupby(["step", "element"], observed=True)["value"].sum().unstack()
+
+    inflow = by_element("mined") + by_element("recycled")
+    stocks = by_element("stocks")
+    residual = inflow - by_element("consumed") - by_element("losses") - stocks.diff()
+    return (residual.abs() / inflow).iloc[1:].to_numpy()
+
+
+def test_mass_balance_closes_every_step_for_every_element(baseline_run, shock_run):
+    for run in (baseline_run, shock_run):
+        assert np.nanmax(_mass_balance_error(run.series)) <= 1e-9
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    quota_cut=st.floats(0.0, 1.0),
+    shock_start=st.integers(0, 20),
+    shock_months=st.integers(0, 24),
+    tension_volatility=st.floats(0.0, 0.3),
+)
+def test_mass_balance_and_positivity_hold_under_random_shocks(seed, quota_cut, shock_start, shock_months, tension_volatility):
+    model = finished_model(
+        rng=seed, horizon_months=30, quota_cut=quota_cut, shock_start=shock_start,
+        shock_months=shock_months, tension_volatility=tension_volatility,
+    )
+    series = tidy_series(model)
+    assert np.nanmax(_mass_balance_error(series)) <= 1e-9
+    for variable in ("price", "stocks", "stockpile", "supply", "shortfall"):
+        assert (series.loc[series["variable"] == variable, "value"] >= -1e-9).all(), variable
+
+
+def test_same_seed_gives_identical_series_and_other_seeds_other_tension():
+    scenario = load_scenario(EXPERIMENTS / "baseline.toml")
+    first, again, other = (run_scenario(scenario, seed) for seed in (11, 11, 12))
+    pd.testing.assert_frame_equal(first.series, again.series)
+    assert first.metrics == again.metrics
+    tension = {run.seed: _table(run.series, "tension").to_numpy() for run in (first, other)}
+    assert not np.allclose(tension[11], tension[12])
+
+
+def test_quota_raises_world_prices_lowers_china_and_deepens_shortfall_abroad(baseline_run, shock_run):
+    base, shock = _table(baseline_run.series, "price"), _table(shock_run.series, "price")
+    for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):
+        world_ratio = shock[(element, "world")].iloc[SHOCK_STEPS].mean() / base[(element, "world")].iloc[SHOCK_STEPS].mean()
+        china_ratio = shock[(element, "CN")].iloc[SHOCK_STEPS].mean() / base[(element, "CN")].iloc[SHOCK_STEPS].mean()
+        assert world_ratio > 1.05, element
+        assert china_ratio < 0.99, element
+    short_base, short_shock = _table(baseline_run.series, "shortfall"), _table(shock_run.series, "shortfall")
+    abroad = [c for c in short_base.columns if c[1] != "CN"]
+    assert short_shock[abroad].iloc[SHOCK_STEPS].to_numpy().sum() > short_base[abroad].iloc[SHOCK_STEPS].to_numpy().sum() + 100.0
+
+
+def test_quota_is_recorded_only_while_in_force(shock_run):
+    quota = _table(shock_run.series, "quota")[[("Dy", "CN")]].to_numpy().ravel()
+    assert np.isnan(quota[:13]).all() and np.isnan(quota[37:]).all()
+    assert (quota[SHOCK_STEPS] > 0).all()
+
+
+def test_cutting_a_light_deposit_lowers_all_its_co_products_together():
+    base = Scenario(horizon_months=30)
+    outage = dataclasses.replace(
+        base, events=(Event(kind="outage", nation="CN", deposit="bayan_obo", start=12, months=12, cut=0.5),)
+    )
+    mined = {name: _table(run_scenario(s, seed=3).series, "mined") for name, s in (("base", base), ("outage", outage))}
+    window = slice(13, 25)
+    for element in ("La", "Ce", "Nd", "Pr"):
+        ratio = mined["outage"][(element, "CN")].iloc[window] / mined["base"][(element, "CN")].iloc[window]
+        assert (ratio < 0.6).all(), element
+
+
+def test_tension_above_the_ban_threshold_leaves_the_partner_short_of_heavy_rare_earths():
+    calm = Scenario(horizon_months=24)
+    strained = dataclasses.replace(
+        calm, tension=dataclasses.replace(calm.tension, mean=0.99, volatility=0.0, jump_probability=0.0)
+    )
+    short = {
+        name: _table(run_scenario(s, seed=5).series, "shortfall")[("Dy", "US")].sum()
+        for name, s in (("calm", calm), ("strained", strained))
+    }
+    assert short["strained"] > short["calm"] + 1.0
