@@ -44,7 +44,8 @@ def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
     """Oxide sold by sellers in each region, stacked, t/month."""
     data, elements, figure, axes = _grid(series, "supply_by_origin")
     for ax, element in zip(axes, elements):
-        table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
+        # Step 0 is the initial state, before any month has traded.
+        table = data[data["element"] == element].pivot(index="step", columns="region", values="value").loc[1:]
         table = table.loc[:, table.sum() > 0]
         ax.stackplot(table.index, table.T.values, labels=[str(c) for c in table.columns])
         ax.set_title(f"{element} oxide sold, by origin")

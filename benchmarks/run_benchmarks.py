@@ -1,0 +1,59 @@
+"""Speed of the model: one 20-year baseline run, and how run time grows with the horizon.
+
+Run with ``make bench`` (or ``.venv/bin/python benchmarks/run_benchmarks.py``); it
+prints a markdown table and writes it to ``benchmarks/RESULTS.md`` with the machine it
+ran on. Timings are medians of several runs after one warm-up run, model construction
+included, data collection included, tidy-table conversion reported apart.
+"""
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from abm import RareEarthModel, Scenario
+from abm.run import tidy_series
+
+REPEATS = 7
+OUT = Path(__file__).with_name("RESULTS.md")
+
+
+def _run(horizon: int, seed: int) -> RareEarthModel:
+    model = RareEarthModel(rng=seed, scenario=Scenario(horizon_months=horizon))
+    while model.running:
+        model.step()
+    return model
+
+
+def median_seconds(action, repeats: int = REPEATS) -> float:
+    action(0)  # warm-up: imports, caches
+    timings = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        action(seed)
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    rows = [("one baseline run, 240 months", median_seconds(lambda s: _run(240, s)))]
+    model = _run(240, 1)
+    rows.append(("tidy series of that run", median_seconds(lambda s: tidy_series(model))))
+    for horizon in (60, 120, 480):
+        rows.append((f"one baseline run, {horizon} months", median_seconds(lambda s: _run(horizon, s))))
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
+        "",
+        "| benchmark | median seconds |",
+        "|---|---|",
+        *(f"| {name} | {seconds:.3f} |" for name, seconds in rows),
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    OUT.write_text("# Benchmark figures (written by benchmarks/run_benchmarks.py)\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
