@@ -96,14 +96,14 @@ class RareEarthModel(mesa.Model):
         separation = np.zeros(n_regions)
         for nation, capacity, _ in calibration.refiners:
             separation[index[nation]] += capacity
-        origin_share = separation / separation.sum()
-
-        oxide_share = separation / separation.sum()
+        # Sellers start at their target cover, and contracts are spread over origins,
+        # both in proportion to separation capacity.
+        separation_share = separation / separation.sum()
         world_need = demand.sum(axis=(0, 1))  # [E]
         for nation, capacity, feed in calibration.refiners:
             Refiner(
                 self, nation, index[nation], capacity / 12.0, index[feed],
-                oxide=market.target_cover_months * world_need * oxide_share[index[nation]],
+                oxide=market.target_cover_months * world_need * separation_share[index[nation]],
             )
         domestic_need = demand.sum(axis=1)  # [R, E]
         for nation, capacity in mines.items():
@@ -120,7 +120,7 @@ class RareEarthModel(mesa.Model):
                     continue
                 Importer(
                     self, region, r, sector, demand[r, s], calibration.demand_growth[s],
-                    lifetimes[s], calibration.recyclable_fraction[s], origin_share,
+                    lifetimes[s], calibration.recyclable_fraction[s], separation_share,
                     self.reference_price, market, int(contract_start[r, s]),
                 )
         importers = list(self.agents_by_type[Importer])
@@ -192,9 +192,12 @@ class RareEarthModel(mesa.Model):
         self.tension = evolve_tension(self.tension, self.spec.tension, self.rng)
         rules = export_rules(self.spec, self.month, self.tension, self.regions, self.elements, self.deposits)
         for nation in self.nations:
-            nation.set_export_policy(rules.quota_cut[nation.region_index])
+            nation.set_export_policy(rules.quota_cut[nation.region_index], rules.banned[nation.region_index])
         self._outage = rules.outage
-        self._banned = rules.banned  # [R, E, R]
+        # allowed[e, a, b]: may region a sell element e to region b this month
+        self._allowed = np.ones((len(self.elements), len(self.regions), len(self.regions)), dtype=bool)
+        for nation in self.nations:
+            self._allowed[:, nation.region_index, :] = ~nation.banned
         self.quota = np.stack([n.export_cap for n in self.nations], axis=1)
         self.quota[np.isinf(self.quota)] = np.nan
 
@@ -207,7 +210,7 @@ class RareEarthModel(mesa.Model):
         source = np.array([n.region_index for n in nations])
         destination = np.array([r.region_index for r in refiners])
         # A mixed concentrate carries every element, so a ban on any element stops it.
-        blocked = self._banned.any(axis=1)[source][:, destination]
+        blocked = ~self._allowed.all(axis=0)[source][:, destination]
         open_links = np.where(blocked, 0.0, np.inf)
         priority = np.where(source[:, None] == np.array([r.feed_priority for r in refiners])[None, :], np.inf, 0.0)
         first = prorata_fill(supply, wanted, np.minimum(priority, open_links))
@@ -231,12 +234,12 @@ class RareEarthModel(mesa.Model):
         available = np.zeros((n_elements, n_regions))
         for seller in self._sellers:
             available[:, seller.region_index] += seller.oxide
-        want = np.stack([imp.want for imp in self._importers], axis=1)  # [E, B]
+        want = self._per_buyer("want")  # [E, B]
         contract = np.stack([imp.contract_volume for imp in self._importers], axis=2)  # [E, R, B]
         export_cap = np.full((n_elements, n_regions), np.inf)
         for nation in self.nations:
             export_cap[:, nation.region_index] = nation.export_cap
-        allowed = ~np.transpose(self._banned, (1, 0, 2))  # [E, R, R]
+        allowed = self._allowed
         clearing = clear_markets(available, want, contract, self._buyer_region, export_cap, allowed)
 
         sold = clearing.sold
@@ -257,8 +260,8 @@ class RareEarthModel(mesa.Model):
         self._collect_importers()
         by_region = self._by_region
         leftover = available - sold
-        unmet = by_region(np.stack([imp.want for imp in self._importers], axis=1) - received)
-        need = by_region(np.stack([imp.need for imp in self._importers], axis=1))
+        unmet = by_region(want - received)
+        need = by_region(self._per_buyer("need"))
         areas = price_areas(allowed, clearing.export_cap_left, spot_trade, leftover)
         position = leftover - np.maximum(unmet, 0.0)
         self.regional_price = update_prices(
@@ -289,13 +292,17 @@ class RareEarthModel(mesa.Model):
         """[E, Z] posted prices: each exporter's domestic zone, then the world market
         (demand-weighted over the regions without mines)."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
-        need = self._by_region(np.stack([imp.need for imp in self._importers], axis=1))
+        need = self._by_region(self._per_buyer("need"))
         weight = need[:, self._world_regions] + 1e-12
         world = (self.regional_price[:, self._world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
         return np.stack([*columns, world], axis=1)
 
-    def _importing(self, per_buyer_attribute: str) -> np.ndarray:
-        totals = self._by_region(np.stack([getattr(imp, per_buyer_attribute) for imp in self._importers], axis=1))
+    def _per_buyer(self, attribute: str) -> np.ndarray:
+        """[E, B] one importer attribute, importers in model order."""
+        return np.stack([getattr(imp, attribute) for imp in self._importers], axis=1)
+
+    def _importing(self, attribute: str) -> np.ndarray:
+        totals = self._by_region(self._per_buyer(attribute))
         return totals[:, [self.regions.index(r) for r in self.importing_regions]]
 
     def _collect_importers(self) -> None:

@@ -37,6 +37,7 @@ class ExportingNation(mesa.Agent):
         self._reference_basket_value = basket @ reference_price  # [D] USD/kg of REO
         self.export_reference = np.array(reference_exports, dtype=float)  # [E] t / month
         self.export_cap = np.full(basket.shape[1], np.inf)
+        self.banned = np.zeros((basket.shape[1], len(model.regions)), dtype=bool)  # [E, R] destinations barred
         self.mined = np.zeros(basket.shape[1])
         self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
         self.concentrate_total = 0.0  # t REO incl. elements not modelled
@@ -60,8 +61,11 @@ class ExportingNation(mesa.Agent):
         self.concentrate_total -= tonnes
         return shipped
 
-    def set_export_policy(self, quota_cut: np.ndarray) -> None:
+    def set_export_policy(self, quota_cut: np.ndarray, banned: np.ndarray) -> None:
+        """Adopt this month's rules: ``quota_cut`` [E] share of reference exports withheld,
+        ``banned`` [E, R] destinations that may not buy each element."""
         self.export_cap = np.where(quota_cut > 0, (1.0 - quota_cut) * self.export_reference, np.inf)
+        self.banned = banned
 
     def record_exports(self, exports: np.ndarray) -> None:
         unrestricted = np.isinf(self.export_cap)
