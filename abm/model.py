@@ -161,6 +161,8 @@ class RareEarthModel(mesa.Model):
         self.supply_by_origin = np.zeros((n_elements, n_regions))
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
+        self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
+        self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.recycled = np.zeros(n_elements)
         self.consumed = np.zeros(n_elements)
         self.losses = np.zeros(n_elements)
@@ -276,6 +278,10 @@ class RareEarthModel(mesa.Model):
         self.price = self._zone_prices()
         self.supply_by_origin = sold
         self.exports = exports[:, [n.region_index for n in self.nations]]
+        self.trade = trade
+        # A link is restricted when a ban closes it or its exporter's quota is used up.
+        quota_binding = np.isfinite(export_cap) & (clearing.export_cap_left <= 1e-9)
+        self.restricted = ~allowed | quota_binding[:, :, None]
 
     def _invest(self) -> None:
         """Capacity grows at the scenario's trend rate (new projects arrive steadily)."""
