@@ -17,13 +17,15 @@ from abm.market import clear_markets, price_areas, prorata_fill, update_prices
 from abm.policy import evolve_tension, export_rules
 from abm.scenario import Scenario, load_scenario
 
-# Regions with no mines: their market is "the world market" that the tidy output reports.
+# The world market in the tidy output: importers outside the dominant exporter.
 WORLD = "world"
+# Region label of a world total (recycled, consumed, losses, stocks).
+ALL = "all"
 
 # What DataCollector records each step: model attributes, each an array with fixed labels.
 RECORDED = (
     "price", "demand", "supply", "shortfall", "stockpile", "tension", "quota",
-    "supply_by_origin", "mined", "exports", "recycled", "consumed", "losses", "stocks",
+    "supply_by_origin", "mined", "exports", "spend", "recycled", "consumed", "losses", "stocks",
 )
 
 
@@ -105,12 +107,16 @@ class RareEarthModel(mesa.Model):
                 self, nation, index[nation], capacity / 12.0, index[feed],
                 oxide=market.target_cover_months * world_need * separation_share[index[nation]],
             )
+        # Every region that mines or separates can restrict its exports. Its reference
+        # exports start at its base-year oxide surplus: output in proportion to separation
+        # capacity (as the refiners' stocks above) less its own demand.
         domestic_need = demand.sum(axis=1)  # [R, E]
-        for nation, capacity in mines.items():
+        surplus = separation_share[:, None] * world_supply[None, :] / 12.0 - domestic_need
+        for nation in sorted(set(mines) | {n for n, _, _ in calibration.refiners}, key=index.get):
             i = index[nation]
             ExportingNation(
-                self, nation, i, capacity / 12.0, calibration.basket, self.reference_price,
-                reference_exports=np.maximum(refined[i] / 12.0 - domestic_need[i], 0.0),
+                self, nation, i, mines.get(nation, np.zeros(len(calibration.deposits))) / 12.0,
+                calibration.basket, self.reference_price, reference_exports=np.maximum(surplus[i], 0.0),
             )
         lifetimes = np.rint(calibration.product_lifetime_years * 12).astype(int)
         contract_start = self.rng.integers(0, market.contract_months, size=demand.shape[:2])
@@ -143,7 +149,8 @@ class RareEarthModel(mesa.Model):
         self.exporters = tuple(n.code for n in self.nations)
         has_market = {s.region for s in self._sellers} | set(self.importing_regions)
         self.price_zones = tuple(c for c in self.exporters if c in has_market) + (WORLD,)
-        self._world_regions = np.array([r not in self.exporters for r in self.regions])
+        importing = np.isin(np.array(self.regions), self.importing_regions)
+        self._world_regions = importing & (np.array(self.regions) != self.spec.shock.exporter)
         self._pairs = [pair.split("-") for pair in self.tension_pairs]
         self._importer_pair = [
             next((i for i, (a, x) in enumerate(self._pairs) if a == imp.region and x == self.spec.shock.exporter), None)
@@ -295,8 +302,8 @@ class RareEarthModel(mesa.Model):
         return per_buyer @ self._buyer_onehot
 
     def _zone_prices(self) -> np.ndarray:
-        """[E, Z] posted prices: each exporter's domestic zone, then the world market
-        (demand-weighted over the regions without mines)."""
+        """[E, Z] posted prices: each exporter's domestic zone, then the world market:
+        the need-weighted mean price paid by importers outside the dominant exporter."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
         need = self._by_region(self._per_buyer("need"))
         weight = need[:, self._world_regions] + 1e-12
@@ -316,6 +323,7 @@ class RareEarthModel(mesa.Model):
         self.supply = self._importing("received")
         self.shortfall = self._importing("shortfall")
         self.stockpile = self._importing("stock")
+        self.spend = self._importing("spend")
 
     def _record_flows(self) -> None:
         self.mined = np.stack([n.mined for n in self.nations], axis=1)
@@ -346,8 +354,9 @@ class RareEarthModel(mesa.Model):
             "supply_by_origin": self.regions,
             "mined": self.exporters,
             "exports": self.exporters,
-            "recycled": (WORLD,),
-            "consumed": (WORLD,),
-            "losses": (WORLD,),
-            "stocks": (WORLD,),
+            "spend": self.importing_regions,
+            "recycled": (ALL,),
+            "consumed": (ALL,),
+            "losses": (ALL,),
+            "stocks": (ALL,),
         }

@@ -6,11 +6,8 @@ import numpy as np
 import pandas as pd
 
 from abm.metrics import annualised_volatility, peak_to_base_ratio, shortfall_fraction
-from abm.model import RECORDED, WORLD, RareEarthModel
+from abm.model import ALL, RECORDED, WORLD, RareEarthModel
 from abm.scenario import Scenario
-
-# Label for a variable that has no element (tension) or no region (world totals).
-ALL = "all"
 SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
 
 
@@ -28,8 +25,10 @@ class RunResult:
 def tidy_series(model: RareEarthModel) -> pd.DataFrame:
     """What DataCollector recorded, one row per (step, variable, element, region).
 
-    Units: prices USD/kg; quantities t REO per month; tension an index in [0, 1];
-    ``quota`` is NaN where no quota is in force.
+    Units: ``price`` USD/kg; flows (demand, supply, shortfall, supply_by_origin, mined,
+    exports, recycled, consumed, losses, quota) t REO per month; levels (``stockpile``,
+    ``stocks``) t REO; ``spend`` USD per month; ``tension`` an index in [0, 1] with element
+    ``all``. ``quota`` is NaN where no quota is in force.
     """
     recorded = model.datacollector.model_vars
     labels = model.labels()
@@ -44,7 +43,7 @@ def tidy_series(model: RareEarthModel) -> pd.DataFrame:
             elements = model.elements
             if values.ndim == 2:  # [T, E]: world totals
                 values = values[:, :, None]
-        regions = labels[name] if values.shape[2] == len(labels[name]) else (ALL,)
+        regions = labels[name]
         n_e, n_r = values.shape[1], values.shape[2]
         frames.append(
             pd.DataFrame(

@@ -19,6 +19,12 @@ from abm.data import load_calibration
 _CALIBRATION = load_calibration()
 ELEMENTS: tuple[str, ...] = _CALIBRATION.elements
 REGIONS: tuple[str, ...] = _CALIBRATION.regions
+# Regions that mine or separate: only they have exports to restrict.
+PRODUCERS: tuple[str, ...] = tuple(
+    r for r in REGIONS
+    if r in {n for n, _, _ in _CALIBRATION.mines} | {n for n, _, _ in _CALIBRATION.refiners}
+)
+MINES: frozenset[tuple[str, str]] = frozenset((n, d) for n, d, _ in _CALIBRATION.mines)
 EVENT_KINDS = ("quota", "ban", "outage")
 DEPOSITS: tuple[str, ...] = _CALIBRATION.deposits
 
@@ -73,6 +79,7 @@ NON_NEGATIVE = _at_least(0.0)
 POSITIVE = _at_least(1e-12)
 ELEMENT_LIST = _members(ELEMENTS, "elements")
 REGION = _one_of(REGIONS, "a region")
+PRODUCER = _one_of(PRODUCERS, "a region that mines or separates")
 
 
 def _spec(check: Check | None = None, **kwargs: Any) -> Any:
@@ -160,7 +167,7 @@ _TENSION_CHECKS: dict[str, Check] = {
 class Shock:
     """The headline experiment: the exporter removes ``quota_cut`` of its exports."""
 
-    exporter: str = _spec(REGION, default="CN")
+    exporter: str = _spec(PRODUCER, default="CN")
     quota_cut: float = _spec(SHARE, default=_CALIBRATION.parameter_defaults("shock")["quota_cut"])
     start: int = _spec(NON_NEGATIVE, default=int(_CALIBRATION.parameter_defaults("shock")["start"]))
     months: int = _spec(NON_NEGATIVE, default=int(_CALIBRATION.parameter_defaults("shock")["months"]))
@@ -175,7 +182,7 @@ class Event:
     of type ``deposit`` (a disaster, a strike, a border closure)."""
 
     kind: str = _spec(_one_of(EVENT_KINDS, "an event kind"))
-    nation: str = _spec(REGION)
+    nation: str = _spec(PRODUCER)
     start: int = _spec(NON_NEGATIVE)
     months: int = _spec(NON_NEGATIVE)
     cut: float = _spec(SHARE, default=1.0)
@@ -292,8 +299,12 @@ def _check_events_fit(scenario: Scenario, source: str | Path) -> None:
     for index, event in enumerate(scenario.events):
         if event.kind == "ban" and event.destination == "":
             raise ScenarioError(source, f"events[{index}].destination", "", "a region for a ban")
-        if event.kind == "outage" and event.deposit == "":
-            raise ScenarioError(source, f"events[{index}].deposit", "", "a deposit type for an outage")
+        if event.kind == "outage" and (event.nation, event.deposit) not in MINES:
+            mined_there = sorted(d for n, d in MINES if n == event.nation) or ["none"]
+            raise ScenarioError(
+                source, f"events[{index}].deposit", event.deposit,
+                f"a deposit type {event.nation} mines ({', '.join(mined_there)})",
+            )
         if event.destination == event.nation:
             raise ScenarioError(
                 source, f"events[{index}].destination", event.destination, "a region other than the nation"

@@ -67,6 +67,21 @@ def test_same_seed_gives_identical_series_and_other_seeds_other_tension():
     assert not np.allclose(tension[11], tension[12])
 
 
+def test_scenarios_with_one_seed_share_one_tension_path(baseline_run, shock_run):
+    """Common random numbers: a policy never changes the random draws a run sees."""
+    pd.testing.assert_frame_equal(_table(baseline_run.series, "tension"), _table(shock_run.series, "tension"))
+
+
+def test_a_separating_nation_without_mines_can_ban_too():
+    base = Scenario(horizon_months=12)
+    ban = dataclasses.replace(base, events=(Event(kind="ban", nation="MY", destination="JP", start=0, months=12),))
+    model = finished_model(rng=2, scenario=ban)
+    my, jp = model.regions.index("MY"), model.regions.index("JP")
+    assert model.restricted[:, my, jp].all() and (model.trade[:, my, jp] == 0).all()
+    history = np.asarray(model.datacollector.model_vars["supply_by_origin"])
+    assert history[1:, :, my].sum() > 0  # Malaysia still sells, to others
+
+
 def test_quota_raises_world_prices_lowers_china_and_deepens_shortfall_abroad(baseline_run, shock_run):
     base, shock = _table(baseline_run.series, "price"), _table(shock_run.series, "price")
     for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):

@@ -38,6 +38,9 @@ BAD_INPUTS = [
     ("ban without destination", '[[events]]\nkind = "ban"\nnation = "CN"\nstart = 0\nmonths = 1\n', "events[0].destination"),
     ("missing required", '[[events]]\nkind = "quota"\nnation = "CN"\nmonths = 1\n', "events[0].start"),
     ("malformed TOML", 'name = "x\n', "(syntax)"),
+    ("exporter without mines or refiners", '[shock]\nexporter = "JP"\n', "shock.exporter"),
+    ("outage of a deposit the nation lacks",
+     '[[events]]\nkind = "outage"\nnation = "AU"\ndeposit = "ionic_clay"\nstart = 0\nmonths = 1\n', "events[0].deposit"),
 ]
 
 

@@ -52,7 +52,7 @@ class Importer(mesa.Agent):
         self.received = np.zeros_like(self.base_need)
         self.consumed = np.zeros_like(self.base_need)
         self.shortfall = np.zeros_like(self.base_need)
-        self.spend = 0.0  # USD this month
+        self.spend = np.zeros_like(self.base_need)  # [E] USD this month
         self.contract_volume = np.zeros((len(self.base_need), len(origin_share)))  # [E, R]
         self.contract_price = reference_price.copy()
         self.contract_months_left = contract_months_left
@@ -91,9 +91,7 @@ class Importer(mesa.Agent):
     def consume(self, received: np.ndarray, contract_received: np.ndarray, price: np.ndarray) -> None:
         """Use what arrived and what is in stock; what need is left unserved is shortfall."""
         self.received = received
-        self.spend = float(
-            (contract_received * self.contract_price + (received - contract_received) * price).sum() * 1000.0
-        )
+        self.spend = (contract_received * self.contract_price + (received - contract_received) * price) * 1000.0
         available = self.stock + received
         self.consumed = np.minimum(self.need, available)
         self.stock = available - self.consumed

@@ -15,8 +15,9 @@ class ExportingNation(mesa.Agent):
     above capacity (new capacity takes years: the model's investment step).
 
     The export cap is ``(1 - quota_cut) x reference exports``: the reference is the
-    trailing-year mean of actual oxide exports, frozen while a quota is in force so
-    that a 40 % cut stays a cut of normal trade, not of last month's reduced trade.
+    mean of the last twelve months of actual oxide exports, frozen while a quota is in
+    force so that a 40 % cut stays a cut of normal trade, not of last month's reduced
+    trade. A nation that only separates (Malaysia) has no mines but can restrict too.
     """
 
     def __init__(
@@ -35,7 +36,8 @@ class ExportingNation(mesa.Agent):
         self.mine_capacity = np.array(mine_capacity, dtype=float)  # [D] t REO / month
         self.basket = basket
         self._reference_basket_value = basket @ reference_price  # [D] USD/kg of REO
-        self.export_reference = np.array(reference_exports, dtype=float)  # [E] t / month
+        self._export_history = np.tile(np.asarray(reference_exports, dtype=float), (12, 1))  # [12, E]
+        self.export_reference = self._export_history.mean(axis=0)  # [E] t / month
         self.export_cap = np.full(basket.shape[1], np.inf)
         self.banned = np.zeros((basket.shape[1], len(model.regions)), dtype=bool)  # [E, R] destinations barred
         self.mined = np.zeros(basket.shape[1])
@@ -69,8 +71,9 @@ class ExportingNation(mesa.Agent):
 
     def record_exports(self, exports: np.ndarray) -> None:
         unrestricted = np.isinf(self.export_cap)
-        updated = self.export_reference + (exports - self.export_reference) / 12.0
-        self.export_reference = np.where(unrestricted, updated, self.export_reference)
+        shifted = np.vstack([self._export_history[1:], exports])
+        self._export_history = np.where(unrestricted[None, :], shifted, self._export_history)
+        self.export_reference = self._export_history.mean(axis=0)
 
     def grow(self, monthly_factor: float) -> None:
         self.mine_capacity = self.mine_capacity * monthly_factor
