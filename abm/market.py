@@ -132,22 +132,20 @@ def clear_markets(
     return Clearing(contract_flow=contract_flow, spot_flow=spot_flow, export_cap_left=cap_left)
 
 
-def price_areas(
-    allowed: np.ndarray, export_cap_left: np.ndarray, trade: np.ndarray, leftover: np.ndarray
-) -> np.ndarray:
+def price_areas(allowed: np.ndarray, export_cap_left: np.ndarray, trade: np.ndarray) -> np.ndarray:
     """Which regions share one price this month, per element: [E, R, R] bool.
 
     Two regions share a price when arbitrage links them: a link a -> b is *open* when
-    a may sell to b, a's export cap is not exhausted, and the link either carried trade
-    or a still had stock to send. A binding quota (cap exhausted) or a ban closes the
-    link, and the exporter's domestic market becomes a price zone of its own (the
-    2010 two-tier price). Areas are the connected components of open links.
-    ``trade`` [E, R, R] t bought on the spot market between regions this month; ``leftover`` [E, R] t
-    unsold stock.
+    spot trade flowed from a to b this month, a may sell to b and a's export cap is not
+    exhausted, so a's sellers could still ship more to b's buyers. A binding quota (cap
+    exhausted) or a ban closes the link, and the exporter's domestic market becomes a
+    price zone of its own (the 2010 two-tier price). A link that carried nothing does not
+    tie prices: goods only flow from the cheaper side, and a region whose own supply
+    covers its buyers keeps its own price. Areas are the connected components of open
+    links. ``trade`` [E, R, R] t bought on the spot market between regions this month.
     """
-    n_regions = leftover.shape[1]
-    active = (trade > TOLERANCE_T) | (leftover[:, :, None] > TOLERANCE_T)
-    open_link = allowed & (export_cap_left[:, :, None] > TOLERANCE_T) & active
+    n_regions = trade.shape[1]
+    open_link = allowed & (export_cap_left[:, :, None] > TOLERANCE_T) & (trade > TOLERANCE_T)
     linked = open_link | np.swapaxes(open_link, 1, 2) | np.eye(n_regions, dtype=bool)[None]
     reach = linked.astype(float)
     for _ in range(int(np.ceil(np.log2(max(n_regions, 2))))):
@@ -167,12 +165,16 @@ def update_prices(
     target_cover_months: float,
     trend_months: float,
     min_price_ratio: float,
+    arbitrage_months: float = 1.0,
 ) -> np.ndarray:
     """Next month's posted price in every region, from inventory against a target.
 
-    Within an area the price starts from the weighted mean of its regions' prices
-    (arbitrage), then moves by sellers' inventory rule (Argonne GCMat, Riddle et al.
-    2015): ``p' = p * exp(adjustment * gap)``, ``gap = (I* - I_ahead) / I*``. The
+    Within an area, arbitrage first pulls each region's price toward the area's weighted
+    mean price, closing ``1 / arbitrage_months`` of the log gap a month (1 = at once;
+    traders need months to redirect cargoes and contracts, and a quota that just stopped
+    binding does not erase the export premium overnight). Then sellers' inventory rule
+    (Argonne GCMat, Riddle et al. 2015) moves it: ``p' = p * exp(adjustment * gap)``,
+    ``gap = (I* - I_ahead) / I*``. The
     position ``I`` is unsold stock minus unmet demand, summed over the area; sellers
     look ``trend_months`` ahead at this month's rate of change,
     ``I_ahead = I + trend_months * (I - I_previous)``, which damps the price-inventory
@@ -190,6 +192,7 @@ def update_prices(
     area_weight = np.einsum("eab,eb->ea", member, weight)
     weighted = np.einsum("eab,eb->ea", member, weight * price)
     mean = np.where(area_weight > 0, weighted / np.where(area_weight > 0, area_weight, 1.0), price)
+    converged = price * (mean / price) ** (1.0 / max(arbitrage_months, 1.0))
     ahead = position + trend_months * (position - previous_position)
     area_ahead = np.einsum("eab,eb->ea", member, ahead)
     target = target_cover_months * np.einsum("eab,eb->ea", member, demand)
@@ -197,4 +200,4 @@ def update_prices(
         gap = np.where(target > 0, (target - area_ahead) / target, np.where(area_ahead > 0, -1.0, 0.0))
     gap = np.clip(gap, -1.0, 1.0)
     floor = min_price_ratio * reference_price[:, None]
-    return np.maximum(mean * np.exp(adjustment * gap), floor)
+    return np.maximum(converged * np.exp(adjustment * gap), floor)

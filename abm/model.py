@@ -1,9 +1,10 @@
 """RareEarthModel: the global rare earth supply chain under trade policy, month by month.
 
-Builds exporting nations, refiners, importers and recyclers from the 2024 calibration
-(``abm/data``) and a scenario, and steps them in the order of docs/ODD.md §3:
-policy, production, concentrate trade, separation, recycling, purchase plans, market
-clearing, consumption, investment, data collection.
+Builds exporting nations, refiners, importers, recyclers and strategic stockpiles from
+the 2024 calibration (``abm/data``) and a scenario, and steps them in the order of
+docs/ODD.md §3: policy, production, concentrate trade, separation, recycling,
+stockpile decisions, purchase plans, market clearing, investment, accounts, data
+collection.
 """
 
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import mesa
 import numpy as np
 
-from abm.agents import ExportingNation, Importer, Recycler, Refiner
-from abm.data import load_calibration
+from abm.agents import ExportingNation, Importer, Recycler, Refiner, StrategicStockpile
+from abm.data import Calibration, load_calibration
+from abm.levers import capped_shares
 from abm.market import clear_markets, price_areas, prorata_fill, update_prices
 from abm.policy import evolve_tension, export_rules
+from abm.programmes import Programmes
 from abm.scenario import Scenario, load_scenario
 
 # The world market in the tidy output: importers outside the dominant exporter.
@@ -24,9 +27,12 @@ ALL = "all"
 
 # What DataCollector records each step: model attributes, each an array with fixed labels.
 RECORDED = (
-    "price", "demand", "supply", "shortfall", "stockpile", "tension", "quota",
-    "supply_by_origin", "mined", "exports", "spend", "recycled", "consumed", "losses", "stocks",
+    "price", "demand", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
+    "supply_by_origin", "mined", "exports", "spend", "policy_cost",
+    "recycled", "consumed", "losses", "stocks",
 )
+# Recorded arrays without an element axis.
+WITHOUT_ELEMENT = ("tension", "policy_cost")
 
 
 def resolve_scenario(scenario: Scenario | str | Path | None) -> Scenario:
@@ -42,9 +48,14 @@ class RareEarthModel(mesa.Model):
     """Monthly agent-based model of rare earth mining, separation, trade and use.
 
     Every keyword is plain, so ``mesa.batch_run`` and SolaraViz can build it: ``rng``
-    (seed), ``scenario`` (path or Scenario), and overrides of the scenario's
-    ``horizon_months``, ``quota_cut``, ``shock_start``, ``shock_months`` and
-    ``tension_volatility``; an override is validated like the same key in a file.
+    (seed), ``scenario`` (path or Scenario), overrides of the scenario's shock
+    (``horizon_months``, ``quota_cut``, ``shock_start``, ``shock_months``,
+    ``tension_volatility``) and the levers (``domestic_mining`` t/yr,
+    ``permit_delay_months``, ``refining_capacity`` t/yr, ``refining_jv``,
+    ``partnership_share``, ``substitution_rd`` USD/yr, ``recycling_rate``,
+    ``recycling_subsidy`` USD/kg, ``stockpile_months``, ``contract_share``,
+    ``max_origin_share``, ``agreement``, ``price_floor`` USD/kg). An override is
+    validated like the same key in a file; None keeps the scenario's value.
     """
 
     def __init__(
@@ -56,14 +67,29 @@ class RareEarthModel(mesa.Model):
         shock_start: int | None = None,
         shock_months: int | None = None,
         tension_volatility: float | None = None,
+        domestic_mining: float | None = None,
+        permit_delay_months: int | None = None,
+        refining_capacity: float | None = None,
+        refining_jv: bool | None = None,
+        partnership_share: float | None = None,
+        substitution_rd: float | None = None,
+        recycling_rate: float | None = None,
+        recycling_subsidy: float | None = None,
+        stockpile_months: float | None = None,
+        contract_share: float | None = None,
+        max_origin_share: float | None = None,
+        agreement: bool | None = None,
+        price_floor: float | None = None,
     ) -> None:
         super().__init__(rng=rng)
         self.spec = resolve_scenario(scenario).with_overrides(
-            horizon_months=horizon_months,
-            quota_cut=quota_cut,
-            shock_start=shock_start,
-            shock_months=shock_months,
-            tension_volatility=tension_volatility,
+            horizon_months=horizon_months, quota_cut=quota_cut, shock_start=shock_start,
+            shock_months=shock_months, tension_volatility=tension_volatility,
+            domestic_mining=domestic_mining, permit_delay_months=permit_delay_months,
+            refining_capacity=refining_capacity, refining_jv=refining_jv, partnership_share=partnership_share,
+            substitution_rd=substitution_rd, recycling_rate=recycling_rate, recycling_subsidy=recycling_subsidy,
+            stockpile_months=stockpile_months, contract_share=contract_share, max_origin_share=max_origin_share,
+            agreement=agreement, price_floor=price_floor,
         )
         calibration = load_calibration()
         self.elements = calibration.elements
@@ -73,26 +99,26 @@ class RareEarthModel(mesa.Model):
         self.tension_pairs = self.spec.tension.pairs
         self.month = 0
         self.market = self.spec.market
+        # Levers draw from their own stream, seeded by one draw that every run makes, so
+        # switching a lever never shifts the random numbers of the rest of the model.
+        self.programmes = Programmes(self.spec, np.random.default_rng(self.rng.integers(2**63)))
         self._build_agents(calibration)
         self._init_state()
         self.datacollector = mesa.DataCollector(model_reporters={name: name for name in RECORDED})
         self.datacollector.collect(self)
 
     # ----------------------------------------------------------------- set-up
-    def _build_agents(self, calibration) -> None:
+    def _build_agents(self, calibration: Calibration) -> None:
         n_elements, n_regions = len(self.elements), len(self.regions)
         index = {r: i for i, r in enumerate(self.regions)}
-        market = self.market
+        spec, market = self.spec, self.market
 
-        refined = np.zeros((n_regions, n_elements))  # t / yr of each oxide mined in each nation, after separation
         mines: dict[str, np.ndarray] = {}
         for nation, deposit, capacity in calibration.mines:
-            mines.setdefault(nation, np.zeros(len(calibration.deposits)))
-            mines[nation][calibration.deposits.index(deposit)] += capacity
-        for nation, capacity in mines.items():
-            refined[index[nation]] = capacity @ calibration.basket * market.separation_yield
-        world_supply = refined.sum(axis=0)  # [E] t / yr: the base year is taken as balanced
-        # demand[r, s, e] t / month
+            mines.setdefault(nation, np.zeros(len(self.deposits)))
+            mines[nation][self.deposits.index(deposit)] += capacity
+        world_supply = sum(c @ calibration.basket for c in mines.values()) * market.separation_yield  # [E] t / yr
+        # The base year is taken as balanced: demand[r, s, e] t / month.
         demand = np.einsum("e,es,sr->rse", world_supply, calibration.sector_share, calibration.region_share) / 12.0
 
         separation = np.zeros(n_regions)
@@ -107,33 +133,81 @@ class RareEarthModel(mesa.Model):
                 self, nation, index[nation], capacity / 12.0, index[feed],
                 oxide=market.target_cover_months * world_need * separation_share[index[nation]],
             )
+        if spec.refining.tonnes_per_year > 0:
+            plant = Refiner(self, spec.refining.region, index[spec.refining.region], 0.0,
+                            index[spec.refining.region], oxide=np.zeros(n_elements))
+            plant.planned_capacity = spec.refining.tonnes_per_year / 12.0
+            plant.online_month, plant.ramp_months = self.programmes.refinery_online, spec.refining.ramp_months
+            plant.grow(1.0)
+
         # Every region that mines or separates can restrict its exports. Its reference
         # exports start at its base-year oxide surplus: output in proportion to separation
         # capacity (as the refiners' stocks above) less its own demand.
         domestic_need = demand.sum(axis=1)  # [R, E]
         surplus = separation_share[:, None] * world_supply[None, :] / 12.0 - domestic_need
-        for nation in sorted(set(mines) | {n for n, _, _ in calibration.refiners}, key=index.get):
+        producers = set(mines) | {n for n, _, _ in calibration.refiners}
+        if spec.domestic_mining.tonnes_per_year > 0:
+            producers.add(spec.domestic_mining.region)
+        for nation in sorted(producers, key=index.get):
             i = index[nation]
             ExportingNation(
-                self, nation, i, mines.get(nation, np.zeros(len(calibration.deposits))) / 12.0,
+                self, nation, i, mines.get(nation, np.zeros(len(self.deposits))) / 12.0,
                 calibration.basket, self.reference_price, reference_exports=np.maximum(surplus[i], 0.0),
             )
+
         lifetimes = np.rint(calibration.product_lifetime_years * 12).astype(int)
-        contract_start = self.rng.integers(0, market.contract_months, size=demand.shape[:2])
+        contract_start = self.rng.integers(0, spec.contracts.months, size=demand.shape[:2])
         for r, region in enumerate(self.regions):
             for s, sector in enumerate(calibration.sectors):
                 if demand[r, s].sum() <= 0:
                     continue
-                Importer(
+                origin, partner_share, diversified_share = self._contract_origins(region, separation_share)
+                importer = Importer(
                     self, region, r, sector, demand[r, s], calibration.demand_growth[s],
-                    lifetimes[s], calibration.recyclable_fraction[s], separation_share,
-                    self.reference_price, market, int(contract_start[r, s]),
+                    lifetimes[s], calibration.recyclable_fraction[s], origin,
+                    self.reference_price, market, spec.contracts, int(contract_start[r, s]),
                 )
+                importer.partner_share, importer.diversified_share = partner_share, diversified_share
+
         importers = list(self.agents_by_type[Importer])
+        programme = spec.recycling
         for r, region in enumerate(self.regions):
             sources = [imp for imp in importers if imp.region_index == r and imp.recyclable_fraction > 0]
             if sources:
-                Recycler(self, region, r, sources)
+                in_programme = region in programme.regions
+                Recycler(
+                    self, region, r, sources,
+                    collection_rate=max(market.collection_rate, programme.rate if in_programme else 0.0),
+                    subsidy_usd_per_kg=programme.subsidy_usd_per_kg if in_programme else 0.0,
+                )
+        if spec.stockpile.months > 0:
+            for region in spec.stockpile.regions:
+                need = sum((imp.base_need for imp in importers if imp.region == region), np.zeros(n_elements))
+                if need.sum() > 0:
+                    reserve = spec.stockpile.initial_fill * spec.stockpile.months * need
+                    StrategicStockpile(self, region, index[region], reserve, spec.stockpile, self.reference_price)
+
+    def _contract_origins(self, region: str, separation_share: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """A region's contract book as shares of its trend need by origin (they sum to the
+        contracted share), with the part partnerships add and the part the diversification
+        cap moved away from the largest origin (what their premiums are paid on).
+
+        Partnership offtake comes on top of the ordinary book: allied producers' output is
+        committed to the partnership's manufacturers first, in proportion to separation
+        capacity among the partners."""
+        spec = self.spec
+        origin = spec.contracts.share * separation_share
+        diversified = 0.0
+        if spec.contracts.max_origin_share < 1.0 and region in spec.contracts.regions:
+            capped = spec.contracts.share * capped_shares(separation_share, spec.contracts.max_origin_share)
+            diversified = 0.5 * float(np.abs(capped - origin).sum())
+            origin = capped
+        partners = np.isin(np.array(self.regions), spec.partnership.partners) * separation_share
+        partnership = 0.0
+        if spec.partnership.share > 0 and region in spec.partnership.regions and partners.sum() > 0:
+            partnership = spec.partnership.share
+            origin = origin + partnership * partners / partners.sum()
+        return origin, partnership, diversified
 
     def _init_state(self) -> None:
         n_elements, n_regions = len(self.elements), len(self.regions)
@@ -141,11 +215,15 @@ class RareEarthModel(mesa.Model):
         self.refiners = self.agents_by_type[Refiner]
         self.importers = self.agents_by_type[Importer]
         self.recyclers = self.agents_by_type[Recycler]
-        self._sellers = list(self.refiners) + list(self.recyclers)
+        self.stockpiles = self.agents_by_type[StrategicStockpile] if StrategicStockpile in self.agents_by_type else []
+        self._sellers = list(self.refiners) + list(self.recyclers) + list(self.stockpiles)
         self._importers = list(self.importers)
-        self._buyer_region = np.array([imp.region_index for imp in self._importers])
-        self._buyer_onehot = (self._buyer_region[:, None] == np.arange(n_regions)[None, :]).astype(float)  # [B, R]
+        self._buyers = self._importers + list(self.stockpiles)
+        self._buyer_region = np.array([buyer.region_index for buyer in self._buyers])
+        onehot = (self._buyer_region[:, None] == np.arange(n_regions)[None, :]).astype(float)  # [B, R]
+        self._buyer_onehot, self._importer_onehot = onehot, onehot[: len(self._importers)]
         self.importing_regions = tuple(sorted({imp.region for imp in self._importers}, key=self.regions.index))
+        self._importing_index = [self.regions.index(r) for r in self.importing_regions]
         self.exporters = tuple(n.code for n in self.nations)
         has_market = {s.region for s in self._sellers} | set(self.importing_regions)
         self.price_zones = tuple(c for c in self.exporters if c in has_market) + (WORLD,)
@@ -156,6 +234,11 @@ class RareEarthModel(mesa.Model):
             next((i for i, (a, x) in enumerate(self._pairs) if a == imp.region and x == self.spec.shock.exporter), None)
             for imp in self._importers
         ]
+        substitution = self.spec.substitution
+        self._substituting = [
+            imp for imp in self._importers if imp.sector == "magnets" and imp.region in substitution.regions
+        ]
+        self._substituted_elements = np.isin(self.elements, substitution.elements)
 
         self.regional_price = np.repeat(self.reference_price[:, None], n_regions, axis=1)  # [E, R]
         self._previous_position = np.zeros((n_elements, n_regions))
@@ -170,6 +253,7 @@ class RareEarthModel(mesa.Model):
         self.exports = np.zeros((n_elements, len(self.exporters)))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
+        self.policy_cost = np.zeros(len(self.programmes.names))
         self.recycled = np.zeros(n_elements)
         self.consumed = np.zeros(n_elements)
         self.losses = np.zeros(n_elements)
@@ -179,36 +263,66 @@ class RareEarthModel(mesa.Model):
     def step(self) -> None:
         """One month, in the order of docs/ODD.md §3 (process overview)."""
         self._set_export_rules()
-        for nation in self.nations:
-            nation.produce(
-                self.regional_price[:, nation.region_index], self.market.supply_elasticity,
-                self._outage[nation.region_index],
-            )
+        self._produce()
         self._trade_concentrate()
         self.refiners.do("separate", self.market.separation_yield)
-        self.recyclers.do("recycle", self.market.collection_rate)
+        self.recyclers.do("recycle", self.regional_price, self.reference_price,
+                          self.spec.recycling.collection_cost_ratio)
+        self._stockpile_decisions()
         self._plan_purchases()
         self._clear_markets()
         self._invest()
+        self.programmes.account(self, self.month)
+        self.policy_cost = self.programmes.cost
         self._record_flows()
         self.month += 1
         self.datacollector.collect(self)
         self.running = self.month < self.spec.horizon_months
 
     def _set_export_rules(self) -> None:
-        """Tension evolves; each nation sets its export cap; bans close trade links;
-        scripted mine outages take effect."""
-        self.tension = evolve_tension(self.tension, self.spec.tension, self.rng)
-        rules = export_rules(self.spec, self.month, self.tension, self.regions, self.elements, self.deposits)
+        """Tension evolves (an agreement lowers it until breached); each nation sets its
+        export cap and bans; scripted outages and partner disruptions take effect."""
+        programmes = self.programmes
+        self.tension = evolve_tension(
+            self.tension, self.spec.tension, self.rng, mean=programmes.tension_means(self.tension_pairs)
+        )
+        self.tension = programmes.check_breach(self.tension, self.tension_pairs, self.month)
+        rules = export_rules(
+            self.spec, self.month, self.tension, self.regions, self.elements, self.deposits,
+            guaranteed_share=programmes.guaranteed_share(),
+        )
+        availability = programmes.partner_availability()
+        self._outage = rules.outage.copy()
         for nation in self.nations:
             nation.set_export_policy(rules.quota_cut[nation.region_index], rules.banned[nation.region_index])
-        self._outage = rules.outage
+            kept = availability.get(nation.code, 1.0)
+            self._outage[nation.region_index] = 1.0 - (1.0 - self._outage[nation.region_index]) * kept
+        for refiner in self.refiners:
+            refiner.availability = availability.get(refiner.region, 1.0)
         # allowed[e, a, b]: may region a sell element e to region b this month
         self._allowed = np.ones((len(self.elements), len(self.regions), len(self.regions)), dtype=bool)
         for nation in self.nations:
             self._allowed[:, nation.region_index, :] = ~nation.banned
         self.quota = np.stack([n.export_cap for n in self.nations], axis=1)
         self.quota[np.isinf(self.quota)] = np.nan
+
+    def _produce(self) -> None:
+        """Mines run on the price producers get at home, a price floor included; new
+        domestic mines add output once permitted and built."""
+        floor = self.spec.price_floor
+        floor_on = self.programmes.floor_in_force(self.month)
+        covered = np.isin(self.elements, floor.elements)
+        new_mines = self.spec.domestic_mining
+        for nation in self.nations:
+            price = self.regional_price[:, nation.region_index]
+            if floor_on and nation.code == floor.region:
+                price = np.where(covered, np.maximum(price, floor.usd_per_kg), price)
+            if new_mines.tonnes_per_year > 0 and nation.code == new_mines.region:
+                nation.project_capacity = np.zeros(len(self.deposits))
+                nation.project_capacity[self.deposits.index(new_mines.deposit)] = (
+                    new_mines.tonnes_per_year / 12.0 * self.programmes.new_mine_share(self.month)
+                )
+            nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
 
     def _trade_concentrate(self) -> None:
         """Refiners buy mixed concentrate: their priority source first, then any nation
@@ -230,7 +344,19 @@ class RareEarthModel(mesa.Model):
                 if tonnes > 0:
                     refiner.take_feed(nation.ship_concentrate(tonnes), tonnes)
 
+    def _stockpile_decisions(self) -> None:
+        """Each strategic stockpile releases on shortage or a price spike, or refills."""
+        shortfall = self._by_region(self._per_importer("shortfall"))
+        trend_need = self._by_region(np.stack([imp.trend_need() for imp in self._importers], axis=1))
+        for stock in self.stockpiles:
+            r = stock.region_index
+            stock.decide(self.spec.stockpile.months * trend_need[:, r], self.regional_price[:, r], shortfall[:, r])
+
     def _plan_purchases(self) -> None:
+        for importer in self._substituting:
+            importer.intensity = self.programmes.intensity_after_substitution(
+                importer.intensity, self._substituted_elements, self.month
+            )
         noise = np.exp(self.market.demand_volatility * self.rng.standard_normal((len(self._importers), len(self.elements))))
         for k, importer in enumerate(self._importers):
             pair = self._importer_pair[k]
@@ -243,8 +369,9 @@ class RareEarthModel(mesa.Model):
         available = np.zeros((n_elements, n_regions))
         for seller in self._sellers:
             available[:, seller.region_index] += seller.oxide
-        want = self._per_buyer("want")  # [E, B]
-        contract = np.stack([imp.contract_volume for imp in self._importers], axis=2)  # [E, R, B]
+        want = np.stack([buyer.want for buyer in self._buyers], axis=1)  # [E, B]
+        contract = np.zeros((n_elements, n_regions, len(self._buyers)))
+        contract[:, :, : len(self._importers)] = np.stack([imp.contract_volume for imp in self._importers], axis=2)
         export_cap = np.full((n_elements, n_regions), np.inf)
         for nation in self.nations:
             export_cap[:, nation.region_index] = nation.export_cap
@@ -259,6 +386,8 @@ class RareEarthModel(mesa.Model):
         received, contract_received = clearing.received, clearing.contract_flow.sum(axis=1)
         for k, importer in enumerate(self._importers):
             importer.consume(received[:, k], contract_received[:, k], self.regional_price[:, importer.region_index])
+        for k, stock in enumerate(self.stockpiles, start=len(self._importers)):
+            stock.receive(received[:, k])
 
         trade = clearing.flow @ self._buyer_onehot  # [E, R_from, R_to]
         # Contracts move at agreed prices; only spot trade ties two regions' prices together.
@@ -267,16 +396,15 @@ class RareEarthModel(mesa.Model):
         for nation in self.nations:
             nation.record_exports(exports[:, nation.region_index])
         self._collect_importers()
-        by_region = self._by_region
         leftover = available - sold
-        unmet = by_region(want - received)
-        need = by_region(self._per_buyer("need"))
-        areas = price_areas(allowed, clearing.export_cap_left, spot_trade, leftover)
+        unmet = (want - received) @ self._buyer_onehot
+        need = self._by_region(self._per_importer("need"))
+        areas = price_areas(allowed, clearing.export_cap_left, spot_trade)
         position = leftover - np.maximum(unmet, 0.0)
         self.regional_price = update_prices(
             self.regional_price, areas, need + available, position, self._previous_position, need,
             self.reference_price, self.market.price_adjustment, self.market.target_cover_months,
-            self.market.trend_months, self.market.min_price_ratio,
+            self.market.trend_months, self.market.min_price_ratio, self.market.arbitrage_months,
         )
         self._previous_position = position
         # A region with no market of its own (mines only) quotes the world price.
@@ -291,32 +419,31 @@ class RareEarthModel(mesa.Model):
         self.restricted = ~allowed | quota_binding[:, :, None]
 
     def _invest(self) -> None:
-        """Capacity grows at the scenario's trend rate (new projects arrive steadily)."""
+        """Existing capacity grows at the trend rate; lever-built plants follow their ramp."""
         factor = (1.0 + self.market.capacity_growth_per_year) ** (1.0 / 12.0)
         self.nations.do("grow", factor)
         self.refiners.do("grow", factor)
 
     # --------------------------------------------------------------- records
-    def _by_region(self, per_buyer: np.ndarray) -> np.ndarray:
-        """Sum a per-buyer [E, B] array into [E, R]."""
-        return per_buyer @ self._buyer_onehot
+    def _by_region(self, per_importer: np.ndarray) -> np.ndarray:
+        """Sum a per-importer [E, B] array into [E, R]."""
+        return per_importer @ self._importer_onehot
+
+    def _per_importer(self, attribute: str) -> np.ndarray:
+        """[E, B] one importer attribute, importers in model order."""
+        return np.stack([getattr(imp, attribute) for imp in self._importers], axis=1)
 
     def _zone_prices(self) -> np.ndarray:
         """[E, Z] posted prices: each exporter's domestic zone, then the world market:
         the need-weighted mean price paid by importers outside the dominant exporter."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
-        need = self._by_region(self._per_buyer("need"))
+        need = self._by_region(self._per_importer("need"))
         weight = need[:, self._world_regions] + 1e-12
         world = (self.regional_price[:, self._world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
         return np.stack([*columns, world], axis=1)
 
-    def _per_buyer(self, attribute: str) -> np.ndarray:
-        """[E, B] one importer attribute, importers in model order."""
-        return np.stack([getattr(imp, attribute) for imp in self._importers], axis=1)
-
     def _importing(self, attribute: str) -> np.ndarray:
-        totals = self._by_region(self._per_buyer(attribute))
-        return totals[:, [self.regions.index(r) for r in self.importing_regions]]
+        return self._by_region(self._per_importer(attribute))[:, self._importing_index]
 
     def _collect_importers(self) -> None:
         self.demand = self._importing("need")
@@ -324,37 +451,48 @@ class RareEarthModel(mesa.Model):
         self.shortfall = self._importing("shortfall")
         self.stockpile = self._importing("stock")
         self.spend = self._importing("spend")
+        strategic = np.zeros((len(self.elements), len(self.regions)))
+        for stock in self.stockpiles:
+            strategic[:, stock.region_index] += stock.reserve + stock.oxide
+        self.strategic_stock = strategic[:, self._importing_index]
 
     def _record_flows(self) -> None:
+        zero = np.zeros(len(self.elements))
         self.mined = np.stack([n.mined for n in self.nations], axis=1)
-        self.recycled = sum((r.recycled for r in self.recyclers), np.zeros(len(self.elements)))
-        self.consumed = sum((imp.consumed for imp in self._importers), np.zeros(len(self.elements)))
-        self.losses = sum((r.losses for r in self.refiners), np.zeros(len(self.elements)))
+        self.recycled = sum((r.recycled for r in self.recyclers), zero)
+        self.consumed = sum((imp.consumed for imp in self._importers), zero)
+        self.losses = sum((r.losses for r in self.refiners), zero)
         self.stocks = self._total_stocks()
 
     def _total_stocks(self) -> np.ndarray:
-        """[E] t held anywhere: concentrate, refiners' feed, sellers' oxide, importers' stock."""
+        """[E] t held anywhere: concentrate, refiners' feed, sellers' oxide, importers'
+        working stock, strategic reserves."""
+        zero = np.zeros(len(self.elements))
         return (
-            sum((n.concentrate for n in self.nations), np.zeros(len(self.elements)))
-            + sum((r.feed for r in self.refiners), np.zeros(len(self.elements)))
-            + sum((s.oxide for s in self._sellers), np.zeros(len(self.elements)))
-            + sum((imp.stock for imp in self._importers), np.zeros(len(self.elements)))
+            sum((n.concentrate for n in self.nations), zero)
+            + sum((r.feed for r in self.refiners), zero)
+            + sum((s.oxide for s in self._sellers), zero)
+            + sum((imp.stock for imp in self._importers), zero)
+            + sum((s.reserve for s in self.stockpiles), zero)
         )
 
     def labels(self) -> dict[str, tuple[str, ...]]:
-        """Region labels of the second axis of each recorded array (first axis: elements)."""
+        """Labels of the region axis of each recorded array (the element axis, where there
+        is one, follows ``elements``)."""
         return {
             "price": self.price_zones,
             "demand": self.importing_regions,
             "supply": self.importing_regions,
             "shortfall": self.importing_regions,
             "stockpile": self.importing_regions,
+            "strategic_stock": self.importing_regions,
             "tension": self.tension_pairs,
             "quota": self.exporters,
             "supply_by_origin": self.regions,
             "mined": self.exporters,
             "exports": self.exporters,
             "spend": self.importing_regions,
+            "policy_cost": self.programmes.names,
             "recycled": (ALL,),
             "consumed": (ALL,),
             "losses": (ALL,),

@@ -18,18 +18,20 @@ from abm.scenario import Scenario, TensionParameters
 
 
 def evolve_tension(
-    tension: np.ndarray, params: TensionParameters, rng: np.random.Generator
+    tension: np.ndarray, params: TensionParameters, rng: np.random.Generator, mean: np.ndarray | None = None
 ) -> np.ndarray:
     """One month of a mean-reverting process with escalation jumps, clipped to [0, 1].
 
     ``T' = T + reversion * (mean - T) + volatility * N(0, 1) + jump_size * Bernoulli(jump_probability)``
+
+    ``mean`` (per pair) defaults to ``params.mean``; an agreement lowers it for its partners.
 
     Both random arrays are always drawn, so a run consumes the same random numbers
     whatever the tension does: two scenarios with one seed see one tension path.
     """
     noise = rng.standard_normal(tension.shape)
     jumps = rng.random(tension.shape) < params.jump_probability
-    drift = params.reversion * (params.mean - tension)
+    drift = params.reversion * ((params.mean if mean is None else mean) - tension)
     return np.clip(tension + drift + params.volatility * noise + params.jump_size * jumps, 0.0, 1.0)
 
 
@@ -59,8 +61,13 @@ def export_rules(
     regions: tuple[str, ...],
     elements: tuple[str, ...],
     deposits: tuple[str, ...],
+    guaranteed_share: float = 0.0,
 ) -> ExportRules:
-    """The quota cuts, bans and mine outages in force in ``month`` given this month's tension."""
+    """The quota cuts, bans and mine outages in force in ``month`` given this month's tension.
+
+    An agreement in force guarantees ``guaranteed_share`` of the dominant exporter's
+    reference exports: its cut can then remove at most the rest.
+    """
     cut = np.zeros((len(regions), len(elements)))
     banned = np.zeros((len(regions), len(elements), len(regions)), dtype=bool)
     outage = np.zeros((len(regions), len(deposits)))
@@ -94,4 +101,6 @@ def export_rules(
         for i in own:
             if tension[i] > params.ban_threshold:
                 banned[row, :, regions.index(pairs[i][0])] |= mask(params.ban_elements)
+    exporter = regions.index(shock.exporter)
+    cut[exporter] = np.minimum(cut[exporter], 1.0 - guaranteed_share)
     return ExportRules(quota_cut=cut, banned=banned, outage=outage)

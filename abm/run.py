@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from abm.metrics import annualised_volatility, peak_to_base_ratio, shortfall_fraction
-from abm.model import ALL, RECORDED, WORLD, RareEarthModel
+from abm.model import ALL, RECORDED, WITHOUT_ELEMENT, WORLD, RareEarthModel
 from abm.scenario import Scenario
 SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
 
@@ -36,7 +36,7 @@ def tidy_series(model: RareEarthModel) -> pd.DataFrame:
     for name in RECORDED:
         values = np.asarray(recorded[name], dtype=float)
         steps = values.shape[0]
-        if name == "tension":  # [T, pairs]: no element
+        if name in WITHOUT_ELEMENT:  # [T, K]: no element axis
             values = values[:, None, :]
             elements: tuple[str, ...] = (ALL,)
         else:
@@ -86,6 +86,10 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
         )
     metrics["shortfall_outside_exporter_t"] = float(shortfall[:, :, outside].sum())
     metrics["mean_tension"] = float(np.mean(recorded["tension"]))
+    policy_cost = np.asarray(recorded["policy_cost"])  # [T, levers] USD
+    metrics["policy_cost_usd"] = float(policy_cost.sum())
+    for k, lever in enumerate(model.programmes.names):
+        metrics[f"policy_cost_usd_{lever}"] = float(policy_cost[:, k].sum())
     return metrics
 
 

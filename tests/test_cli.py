@@ -38,7 +38,7 @@ def test_run_writes_series_metrics_and_figures(tmp_path):
 
 
 BAD_FILES = [
-    ('[market]\ncontract_share = 2.0\n', "market.contract_share", "2.0"),
+    ('[contracts]\nshare = 2.0\n', "contracts.share", "2.0"),
     ('[shock]\nexporter = "XX"\n', "shock.exporter", "'XX'"),
     ('name = "x"\nunknown = 1\n', "unknown", "1"),
     ('[market\n', "(syntax)", ""),

@@ -89,12 +89,12 @@ def test_binding_quota_splits_the_price_areas():
     clearing = _two_region_market(cap=20.0)
     trade = np.zeros((1, 2, 2))
     trade[0, 0, 1] = clearing.flow[0, 0, 1]
-    leftover = np.array([[100.0 - 30.0 - 20.0, 0.0]])
-    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade, leftover)
+    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade)
     assert not areas[0, 0, 1]
     free = _two_region_market(cap=INF)
-    areas_free = price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, trade, np.array([[10.0, 0.0]]))
+    areas_free = price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, trade)
     assert areas_free[0, 0, 1]
+    assert not price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, np.zeros((1, 2, 2)))[0, 0, 1]
 
 
 def test_binding_quota_raises_world_price_and_lowers_domestic():
@@ -105,7 +105,7 @@ def test_binding_quota_raises_world_price_and_lowers_domestic():
     unmet = want - clearing.received
     trade = np.zeros((1, 2, 2))
     trade[0, 0, 1] = clearing.flow[0, 0, 1]
-    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade, leftover)
+    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade)
     price = np.array([[10.0, 10.0]])
     position = leftover - unmet
     new = update_prices(

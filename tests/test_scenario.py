@@ -28,7 +28,7 @@ BAD_INPUTS = [
     ("wrong type", 'name = "x"\nhorizon_months = "long"\n', "horizon_months"),
     ("float for int", 'name = "x"\nhorizon_months = 12.5\n', "horizon_months"),
     ("negative value", "[market]\ninventory_months = -1\n", "market.inventory_months"),
-    ("share above 1", "[market]\ncontract_share = 1.5\n", "market.contract_share"),
+    ("share above 1", "[contracts]\nshare = 1.5\n", "contracts.share"),
     ("share below 0", "[shock]\nquota_cut = -0.1\n", "shock.quota_cut"),
     ("unknown element", '[shock]\nelements = ["Nd", "Xx"]\n', "shock.elements"),
     ("unknown nation", '[shock]\nexporter = "ZZ"\n', "shock.exporter"),
@@ -58,10 +58,10 @@ def test_bad_input_names_file_key_value_and_expectation(tmp_path, case, text, ke
 
 
 def test_extends_merges_tables_and_reports_a_missing_parent(tmp_path):
-    (tmp_path / "child.toml").write_text('extends = "parent.toml"\n[market]\ncontract_share = 0.5\n')
+    (tmp_path / "child.toml").write_text('extends = "parent.toml"\n[contracts]\nshare = 0.5\n')
     (tmp_path / "parent.toml").write_text('name = "p"\n[market]\ninventory_months = 3.0\n')
     child = load_scenario(tmp_path / "child.toml")
-    assert (child.name, child.market.inventory_months, child.market.contract_share) == ("p", 3.0, 0.5)
+    assert (child.name, child.market.inventory_months, child.contracts.share) == ("p", 3.0, 0.5)
     (tmp_path / "orphan.toml").write_text('extends = "missing.toml"\n')
     with pytest.raises(ScenarioError, match="extends"):
         load_scenario(tmp_path / "orphan.toml")

@@ -3,6 +3,7 @@
 import mesa
 import numpy as np
 
+from abm.levers import Contracts
 from abm.scenario import MarketParameters
 
 
@@ -16,8 +17,11 @@ class Importer(mesa.Agent):
     It wants ``need + (stock target - stock) / restock_months``; the stock target is
     ``inventory_months x need``, raised by ``hoarding_response x tension`` with the
     dominant exporter, so buyers stock up as tension rises and release stock as it falls.
-    A ``contract_share`` of its trend need is bought under contracts spread over origin
-    regions in proportion to their separation capacity, priced when signed.
+    Its contract book ``contract_book`` [R] gives the share of its trend need bought
+    under contract from each origin region (separation capacity, capped by
+    diversification rules, plus partnership offtake), priced when signed and renewed
+    every ``contracts.months``. ``intensity`` [E] scales its use of each oxide: substitution
+    research lowers it.
     """
 
     def __init__(
@@ -30,9 +34,10 @@ class Importer(mesa.Agent):
         growth_per_year: float,
         lifetime_months: int,
         recyclable_fraction: float,
-        origin_share: np.ndarray,
+        contract_book: np.ndarray,
         reference_price: np.ndarray,
         params: MarketParameters,
+        contracts: Contracts,
         contract_months_left: int,
     ) -> None:
         super().__init__(model)
@@ -42,9 +47,11 @@ class Importer(mesa.Agent):
         self.base_need = np.array(base_need, dtype=float)  # [E] t / month in the base year
         self.growth_per_year = growth_per_year
         self.recyclable_fraction = recyclable_fraction
-        self.origin_share = origin_share  # [R]
+        self.contract_book = contract_book  # [R] share of trend need contracted from each origin
         self.reference_price = reference_price
         self.params = params
+        self.contracts = contracts
+        self.intensity = np.ones_like(np.asarray(base_need, dtype=float))
         self.price_memory = np.ones_like(self.base_need)  # smoothed price / reference
         self.need = self.base_need.copy()
         self.want = self.base_need.copy()
@@ -53,7 +60,8 @@ class Importer(mesa.Agent):
         self.consumed = np.zeros_like(self.base_need)
         self.shortfall = np.zeros_like(self.base_need)
         self.spend = np.zeros_like(self.base_need)  # [E] USD this month
-        self.contract_volume = np.zeros((len(self.base_need), len(origin_share)))  # [E, R]
+        self.contract_received = np.zeros_like(self.base_need)
+        self.contract_volume = np.zeros((len(self.base_need), len(contract_book)))  # [E, R]
         self.contract_price = reference_price.copy()
         self.contract_months_left = contract_months_left
         self._sign_contracts(reference_price)
@@ -61,11 +69,12 @@ class Importer(mesa.Agent):
         past = np.arange(-lifetime_months, 0) / 12.0
         self._history = self.base_need[None, :] * (1.0 + growth_per_year) ** past[:, None]
 
-    def _trend_need(self) -> np.ndarray:
-        return self.base_need * (1.0 + self.growth_per_year) ** (self.model.month / 12.0)
+    def trend_need(self) -> np.ndarray:
+        """Need at reference prices this month: base x growth trend x intensity."""
+        return self.intensity * self.base_need * (1.0 + self.growth_per_year) ** (self.model.month / 12.0)
 
     def _sign_contracts(self, price: np.ndarray) -> None:
-        self.contract_volume = self.params.contract_share * self._trend_need()[:, None] * self.origin_share[None, :]
+        self.contract_volume = self.trend_need()[:, None] * self.contract_book[None, :]
         self.contract_price = price.copy()
 
     def plan_purchases(self, price: np.ndarray, tension: float, noise: np.ndarray) -> None:
@@ -73,14 +82,14 @@ class Importer(mesa.Agent):
         params = self.params
         if self.contract_months_left <= 0:
             self._sign_contracts(price)
-            self.contract_months_left = params.contract_months
+            self.contract_months_left = self.contracts.months
         self.contract_months_left -= 1
         ratio = price / self.reference_price
         self.price_memory = self.price_memory + (ratio - self.price_memory) / params.price_memory_months
         response = ratio**params.short_run_elasticity * self.price_memory ** (
             params.long_run_elasticity - params.short_run_elasticity
         )
-        self.need = self._trend_need() * response * noise
+        self.need = self.trend_need() * response * noise
         target = params.inventory_months * self.need * (1.0 + params.hoarding_response * tension)
         self.want = np.maximum(self.need + (target - self.stock) / params.restock_months, 0.0)
 
@@ -91,6 +100,7 @@ class Importer(mesa.Agent):
     def consume(self, received: np.ndarray, contract_received: np.ndarray, price: np.ndarray) -> None:
         """Use what arrived and what is in stock; what need is left unserved is shortfall."""
         self.received = received
+        self.contract_received = contract_received
         self.spend = (contract_received * self.contract_price + (received - contract_received) * price) * 1000.0
         available = self.stock + received
         self.consumed = np.minimum(self.need, available)

@@ -1,4 +1,4 @@
-"""ExportingNation: a nation with mines, and the export rules it sets."""
+"""ExportingNation: a nation that mines or separates, and the export rules it sets."""
 
 import mesa
 import numpy as np
@@ -42,13 +42,15 @@ class ExportingNation(mesa.Agent):
         self.banned = np.zeros((basket.shape[1], len(model.regions)), dtype=bool)  # [E, R] destinations barred
         self.mined = np.zeros(basket.shape[1])
         self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
+        self.project_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of new mines running
         self.concentrate_total = 0.0  # t REO incl. elements not modelled
 
     def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
-        """Mine this month; ``outage`` [D] is the share of each deposit type's output lost."""
+        """Mine this month at the price producers get at home (a price floor included);
+        ``outage`` [D] is the share of each deposit type's output lost."""
         value_ratio = (self.basket @ domestic_price) / self._reference_basket_value
         utilisation = np.minimum(1.0, value_ratio**supply_elasticity)
-        output = self.mine_capacity * utilisation * (1.0 - outage)
+        output = (self.mine_capacity + self.project_capacity) * utilisation * (1.0 - outage)
         self.mined = output @ self.basket
         self.concentrate = self.concentrate + self.mined
         self.concentrate_total += float(output.sum())

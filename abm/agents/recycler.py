@@ -4,23 +4,37 @@ import mesa
 import numpy as np
 
 from abm.agents.seller import OxideSeller
+from abm.levers import collection_share
 
 
 class Recycler(OxideSeller):
     """Collects a share of its region's end-of-life scrap and sells the oxide at home.
 
-    The scrap pool is what the region's manufacturers consumed one product lifetime
-    ago (recyclable uses only), so it is small for a decade when demand grew; output
-    can never exceed it.
+    The scrap pool is what the region's manufacturers consumed one product lifetime ago
+    (recyclable uses only), so it is small for a decade when demand grew. It collects
+    ``collection_rate`` of the pool (raised by a recycling programme) as far as collection
+    pays: ``collection_share`` of it at this month's prices plus any subsidy. Output can
+    never exceed the pool.
     """
 
-    def __init__(self, model: mesa.Model, region: str, region_index: int, sources: list) -> None:
+    def __init__(self, model: mesa.Model, region: str, region_index: int, sources: list,
+                 collection_rate: float, subsidy_usd_per_kg: float) -> None:
         super().__init__(model, region, region_index, np.zeros(len(model.elements)))
         self.sources = sources  # the importers whose products end their life here
+        self.collection_rate = collection_rate
+        self.subsidy_usd_per_kg = subsidy_usd_per_kg
         self.scrap_pool = np.zeros_like(self.oxide)
         self.recycled = np.zeros_like(self.oxide)
 
-    def recycle(self, collection_rate: float) -> None:
+    def recycle(self, regional_price: np.ndarray, reference_price: np.ndarray, cost_ratio: float) -> None:
+        """Collect and process this month's end-of-life scrap at the region's price [E, R]."""
         self.scrap_pool = sum((importer.end_of_life_scrap() for importer in self.sources), np.zeros_like(self.oxide))
-        self.recycled = collection_rate * self.scrap_pool
+        price = regional_price[:, self.region_index]
+        paying = collection_share(price, reference_price, self.subsidy_usd_per_kg, cost_ratio)
+        self.recycled = self.collection_rate * paying * self.scrap_pool
         self.oxide = self.oxide + self.recycled
+
+    @property
+    def subsidy_usd(self) -> float:
+        """What the programme paid this month: subsidy x oxide recovered."""
+        return float(self.subsidy_usd_per_kg * self.recycled.sum() * 1000.0)

@@ -4,6 +4,7 @@ import mesa
 import numpy as np
 
 from abm.agents.seller import OxideSeller
+from abm.levers import ramp
 
 
 class Refiner(OxideSeller):
@@ -12,7 +13,9 @@ class Refiner(OxideSeller):
     It takes feed first from ``feed_priority`` (its own mines, or a captive source such
     as Lynas Malaysia's Mount Weld concentrate), then from any nation whose export
     rules let concentrate reach it; it separates up to capacity each month, losing
-    ``1 - separation_yield`` of what it processes.
+    ``1 - separation_yield`` of what it processes. A plant built by the refining lever
+    has a ``planned_capacity`` that comes online at ``online_month`` and ramps up; it is
+    not part of the trend growth of existing capacity.
     """
 
     def __init__(
@@ -30,6 +33,10 @@ class Refiner(OxideSeller):
         self.feed = np.zeros_like(self.oxide)
         self.feed_total = 0.0
         self.losses = np.zeros_like(self.oxide)
+        self.availability = 1.0  # share of capacity usable this month (partner disruptions)
+        self.planned_capacity: float | None = None
+        self.online_month = 0
+        self.ramp_months = 0
 
     @property
     def feed_wanted(self) -> float:
@@ -41,7 +48,7 @@ class Refiner(OxideSeller):
         self.feed_total += tonnes
 
     def separate(self, separation_yield: float) -> None:
-        throughput = min(self.capacity, self.feed_total)
+        throughput = min(self.capacity * self.availability, self.feed_total)
         fraction = throughput / self.feed_total if self.feed_total > 0 else 0.0
         processed = self.feed * fraction
         self.feed = self.feed - processed
@@ -50,4 +57,7 @@ class Refiner(OxideSeller):
         self.losses = processed * (1.0 - separation_yield)
 
     def grow(self, monthly_factor: float) -> None:
-        self.capacity *= monthly_factor
+        if self.planned_capacity is None:
+            self.capacity *= monthly_factor
+        else:
+            self.capacity = self.planned_capacity * ramp(self.model.month + 1, self.online_month, self.ramp_months)

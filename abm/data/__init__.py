@@ -24,7 +24,7 @@ class Parameter:
 
     section: str
     name: str
-    value: float
+    value: float | int  # int where the table writes a whole number (months, counts)
     low: float
     high: float
     unit: str
@@ -66,6 +66,11 @@ def _rows(name: str) -> list[dict[str, str]]:
         if not row.get("source", "").strip():
             raise ValueError(f"{path}:{number}: every row needs a source")
     return rows
+
+
+def _number(text: str) -> float | int:
+    """A whole number stays an int (a month count), anything else is a float."""
+    return int(text) if text.strip().lstrip("-").isdigit() else float(text)
 
 
 def _share_matrix(
@@ -123,7 +128,7 @@ def load_calibration() -> Calibration:
         ),
         parameters=tuple(
             Parameter(
-                r["section"], r["name"], float(r["value"]), float(r["low"]), float(r["high"]),
+                r["section"], r["name"], _number(r["value"]), float(r["low"]), float(r["high"]),
                 r["unit"], r["source"],
             )
             for r in _rows("parameters.csv")

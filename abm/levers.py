@@ -1,0 +1,231 @@
+"""Diversification and mitigation levers: their scenario sections and their pure rules.
+
+Each lever is a TOML section (``[stockpile]``, ``[recycling]`` ...) and a keyword of
+``RareEarthModel``; every lever is off by default (a zero size, or ``enabled = false``)
+so the baseline and the quota shock are the no-policy arms. Defaults and their
+sources are in ``abm/data/parameters.csv``; docs/ODD.md §7 explains each rule.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from abm.schema import (
+    DEPOSIT, ELEMENT_LIST, NON_NEGATIVE, PRODUCER, REGION, REGION_LIST, SHARE, at_least, csv_default,
+    members, PRODUCERS, spec,
+)
+
+PRODUCER_LIST = members(PRODUCERS, "regions that mine or separate")
+
+
+@dataclass(frozen=True)
+class DomesticMining:
+    """New mines in ``region``: output only after permitting, a possible environmental
+    review and construction, then a ramp-up; its basket is its deposit type's."""
+
+    tonnes_per_year: float = csv_default("domestic_mining", "tonnes_per_year", NON_NEGATIVE)
+    region: str = spec(REGION, default="US")
+    deposit: str = spec(DEPOSIT, default="mountain_pass")
+    permit_delay_months: int = csv_default("domestic_mining", "permit_delay_months", NON_NEGATIVE)
+    review_delay_probability: float = csv_default("domestic_mining", "review_delay_probability", SHARE)
+    review_delay_months: int = csv_default("domestic_mining", "review_delay_months", NON_NEGATIVE)
+    build_months: int = csv_default("domestic_mining", "build_months", NON_NEGATIVE)
+    ramp_months: int = csv_default("domestic_mining", "ramp_months", NON_NEGATIVE)
+    capex_usd_per_t_per_year: float = csv_default("domestic_mining", "capex_usd_per_t_per_year", NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class Refining:
+    """New separation capacity in ``region``, outside the dominant exporter."""
+
+    tonnes_per_year: float = csv_default("refining", "tonnes_per_year", NON_NEGATIVE)
+    joint_venture: bool = False
+    region: str = spec(REGION, default="US")
+    lead_months: int = csv_default("refining", "lead_months", NON_NEGATIVE)
+    ramp_months: int = csv_default("refining", "ramp_months", NON_NEGATIVE)
+    joint_venture_saving_months: int = csv_default("refining", "joint_venture_saving_months", NON_NEGATIVE)
+    technology_ban: bool = True
+    technology_ban_delay_months: int = csv_default("refining", "technology_ban_delay_months", NON_NEGATIVE)
+    capex_usd_per_t_per_year: float = csv_default("refining", "capex_usd_per_t_per_year", NON_NEGATIVE)
+    joint_venture_cost_saving: float = csv_default("refining", "joint_venture_cost_saving", SHARE)
+
+
+@dataclass(frozen=True)
+class Partnership:
+    """Offtake with allied producers: ``share`` of the contracted volume of importers in
+    ``regions`` goes to ``partners``, who carry their own, smaller disruption risk."""
+
+    share: float = csv_default("partnership", "share", SHARE)
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
+    partners: tuple[str, ...] = spec(PRODUCER_LIST, default=("MY", "US", "EU", "AU"))
+    premium: float = csv_default("partnership", "premium", NON_NEGATIVE)
+    outage_probability: float = csv_default("partnership", "outage_probability", SHARE)
+    outage_months: int = csv_default("partnership", "outage_months", NON_NEGATIVE)
+    outage_cut: float = csv_default("partnership", "outage_cut", SHARE)
+
+
+@dataclass(frozen=True)
+class Substitution:
+    """Research toward substitutes: after an uncertain lead time, magnet makers in
+    ``regions`` use less of ``elements``, by at most ``max_cut_per_year`` a year."""
+
+    usd_per_year: float = csv_default("substitution", "usd_per_year", NON_NEGATIVE)
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
+    elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Nd", "Pr", "Dy", "Tb"))
+    lead_months_min: int = csv_default("substitution", "lead_months_min", NON_NEGATIVE)
+    lead_months_max: int = csv_default("substitution", "lead_months_max", NON_NEGATIVE)
+    max_reduction: float = csv_default("substitution", "max_reduction", SHARE)
+    spend_scale_usd_per_year: float = csv_default("substitution", "spend_scale_usd_per_year", at_least(1.0))
+    max_cut_per_year: float = csv_default("substitution", "max_cut_per_year", SHARE)
+
+
+@dataclass(frozen=True)
+class Recycling:
+    """A programme raising end-of-life collection in ``regions`` to ``rate``, with a
+    subsidy per kg of recovered oxide."""
+
+    rate: float = csv_default("recycling", "rate", SHARE)
+    subsidy_usd_per_kg: float = csv_default("recycling", "subsidy_usd_per_kg", NON_NEGATIVE)
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
+    collection_cost_ratio: float = csv_default("recycling", "collection_cost_ratio", at_least(1e-6))
+
+
+@dataclass(frozen=True)
+class Stockpile:
+    """Government stocks in ``regions``: ``months`` of consumption, bought when calm,
+    released on shortage or a price spike."""
+
+    months: float = csv_default("stockpile", "months", NON_NEGATIVE)
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
+    initial_fill: float = csv_default("stockpile", "initial_fill", SHARE)
+    fill_months: int = csv_default("stockpile", "fill_months", at_least(1))
+    release_months: int = csv_default("stockpile", "release_months", at_least(1))
+    release_price_ratio: float = csv_default("stockpile", "release_price_ratio", at_least(1.0))
+    holding_cost_per_year: float = csv_default("stockpile", "holding_cost_per_year", NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """Long-term contracts: ``share`` of trend need under contract for ``months``; in
+    ``regions`` no origin may hold more than ``max_origin_share`` of the book."""
+
+    share: float = csv_default("contracts", "share", SHARE)
+    months: int = csv_default("contracts", "months", at_least(1))
+    max_origin_share: float = csv_default("contracts", "max_origin_share", SHARE)
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU", "RW"))
+    premium: float = csv_default("contracts", "premium", NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A negotiated deal with the dominant exporter: it guarantees ``guaranteed_share`` of
+    its reference exports and lowers tension with ``regions``, until tension with any of
+    them passes ``breach_threshold``; then it is breached for good."""
+
+    enabled: bool = False
+    regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
+    guaranteed_share: float = csv_default("agreement", "guaranteed_share", SHARE)
+    tension_relief: float = csv_default("agreement", "tension_relief", SHARE)
+    breach_threshold: float = csv_default("agreement", "breach_threshold", SHARE)
+    breach_jump: float = csv_default("agreement", "breach_jump", SHARE)
+    premium: float = csv_default("agreement", "premium", NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class PriceFloor:
+    """A government guarantee to a domestic producer (the 2025 US-MP Materials deal):
+    when the producer's price is below ``usd_per_kg`` it is paid the difference."""
+
+    usd_per_kg: float = csv_default("price_floor", "usd_per_kg", NON_NEGATIVE)
+    region: str = spec(PRODUCER, default="US")
+    elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Nd", "Pr"))
+    start: int = csv_default("price_floor", "start", NON_NEGATIVE)
+    months: int = csv_default("price_floor", "months", NON_NEGATIVE)
+
+
+# The section of each lever in a scenario, in the order policy costs are reported.
+LEVER_SECTIONS: dict[str, type] = {
+    "domestic_mining": DomesticMining,
+    "refining": Refining,
+    "partnership": Partnership,
+    "substitution": Substitution,
+    "recycling": Recycling,
+    "stockpile": Stockpile,
+    "contracts": Contracts,
+    "agreement": Agreement,
+    "price_floor": PriceFloor,
+}
+
+# Model keywords of the levers and where they live in a scenario.
+LEVER_KEYWORDS: dict[str, tuple[str, str]] = {
+    "domestic_mining": ("domestic_mining", "tonnes_per_year"),
+    "permit_delay_months": ("domestic_mining", "permit_delay_months"),
+    "refining_capacity": ("refining", "tonnes_per_year"),
+    "refining_jv": ("refining", "joint_venture"),
+    "partnership_share": ("partnership", "share"),
+    "substitution_rd": ("substitution", "usd_per_year"),
+    "recycling_rate": ("recycling", "rate"),
+    "recycling_subsidy": ("recycling", "subsidy_usd_per_kg"),
+    "stockpile_months": ("stockpile", "months"),
+    "contract_share": ("contracts", "share"),
+    "max_origin_share": ("contracts", "max_origin_share"),
+    "agreement": ("agreement", "enabled"),
+    "price_floor": ("price_floor", "usd_per_kg"),
+}
+
+
+def ramp(month: int, online: int, ramp_months: int) -> float:
+    """Share of a project's capacity running in ``month``: 0 before ``online``, then rising
+    linearly to 1 over ``ramp_months`` (the first month already runs 1/ramp_months)."""
+    if month < online:
+        return 0.0
+    return min(1.0, (month - online + 1) / max(ramp_months, 1))
+
+
+def mine_online_month(lever: DomesticMining, review_delayed: bool) -> int:
+    """Permitting, then (sometimes) an environmental review, then construction."""
+    review = lever.review_delay_months if review_delayed else 0
+    return lever.permit_delay_months + review + lever.build_months
+
+
+def refinery_online_month(lever: Refining) -> int:
+    """Build lead time, shortened by a joint venture's technology sharing and lengthened by
+    the dominant exporter's ban on exporting separation technology (Dec 2023) unless a
+    joint venture brings the know-how."""
+    months = lever.lead_months
+    if lever.joint_venture:
+        months -= lever.joint_venture_saving_months
+    elif lever.technology_ban:
+        months += lever.technology_ban_delay_months
+    return max(months, 0)
+
+
+def capped_shares(shares: np.ndarray, cap: float) -> np.ndarray:
+    """Origin shares with none above ``cap``: the excess is spread over the others in
+    proportion to their shares (water filling). Shares that cannot all fit under the
+    cap (fewer than 1/cap origins) are capped and the rest is left uncontracted."""
+    shares = np.asarray(shares, dtype=float).copy()
+    for _ in range(len(shares)):
+        over = shares > cap + 1e-12
+        if not over.any():
+            break
+        excess = float((shares[over] - cap).sum())
+        shares[over] = cap
+        room = (~over) & (shares < cap - 1e-12)
+        if not room.any():
+            break
+        shares[room] += excess * shares[room] / shares[room].sum()
+    return np.minimum(shares, cap)
+
+
+def substitution_target(lever: Substitution) -> float:
+    """The intensity cut research buys: saturating in spend, at most ``max_reduction``."""
+    return lever.max_reduction * (1.0 - np.exp(-lever.usd_per_year / lever.spend_scale_usd_per_year))
+
+
+def collection_share(price: np.ndarray, reference_price: np.ndarray, subsidy_usd_per_kg: float,
+                     cost_ratio: float) -> np.ndarray:
+    """Share of the intended collection that pays: the oxide's value plus the subsidy over
+    the cost of collecting and processing it (``cost_ratio`` x reference price), capped at 1.
+    Collection falls when prices fall."""
+    return np.clip((price + subsidy_usd_per_kg) / (cost_ratio * reference_price), 0.0, 1.0)

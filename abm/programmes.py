@@ -1,0 +1,137 @@
+"""The levers at run time: when projects come online, the state of an agreement, partner
+disruptions, the progress of substitution, and what each lever spends every month.
+
+The model calls these at the stage of its step where each lever acts (docs/ODD.md §3);
+the rules themselves are the pure functions of ``abm.levers``. Every random draw a lever
+needs comes from its own generator and is drawn whether the lever is on or not, so
+switching levers never changes the random numbers any other process sees: resilience
+gained is a paired comparison under common random numbers.
+"""
+
+import numpy as np
+
+from abm.levers import LEVER_SECTIONS, mine_online_month, ramp, refinery_online_month, substitution_target
+from abm.scenario import Scenario
+
+USD_PER_T_PER_USD_PER_KG = 1000.0
+
+
+class Programmes:
+    """Lever state of one run and the policy cost [levers] of the current month (USD)."""
+
+    def __init__(self, spec: Scenario, rng: np.random.Generator) -> None:
+        self.spec = spec
+        self.review_delayed = bool(rng.random() < spec.domestic_mining.review_delay_probability)
+        self.substitution_lead = int(
+            rng.integers(spec.substitution.lead_months_min, spec.substitution.lead_months_max + 1)
+        )
+        self.mine_online = mine_online_month(spec.domestic_mining, self.review_delayed)
+        self.refinery_online = refinery_online_month(spec.refining)
+        self.agreement_in_force = spec.agreement.enabled
+        self.agreement_breached_at: int | None = None
+        self._rng = rng
+        self._partner_outage_left = np.zeros(len(spec.partnership.partners), dtype=int)
+        self.names = tuple(LEVER_SECTIONS)
+        self.cost = np.zeros(len(self.names))
+
+    # ------------------------------------------------------------- policy stage
+    def tension_means(self, pairs: tuple[str, ...]) -> np.ndarray:
+        """Level each pair's tension reverts to: lower for the agreement's partners while it holds."""
+        means = np.full(len(pairs), self.spec.tension.mean)
+        if self.agreement_in_force:
+            means[self._agreement_pairs(pairs)] -= self.spec.agreement.tension_relief
+        return np.clip(means, 0.0, 1.0)
+
+    def check_breach(self, tension: np.ndarray, pairs: tuple[str, ...], month: int) -> np.ndarray:
+        """Break the agreement for good when tension with a partner passes the threshold;
+        the breach itself raises tension with every partner."""
+        covered = self._agreement_pairs(pairs)
+        lever = self.spec.agreement
+        if self.agreement_in_force and (tension[covered] > lever.breach_threshold).any():
+            self.agreement_in_force = False
+            self.agreement_breached_at = month
+            tension = tension.copy()
+            tension[covered] = np.minimum(tension[covered] + lever.breach_jump, 1.0)
+        return tension
+
+    def guaranteed_share(self) -> float:
+        return self.spec.agreement.guaranteed_share if self.agreement_in_force else 0.0
+
+    def _agreement_pairs(self, pairs: tuple[str, ...]) -> np.ndarray:
+        exporter = self.spec.shock.exporter
+        return np.array(
+            [p.split("-")[1] == exporter and p.split("-")[0] in self.spec.agreement.regions for p in pairs], dtype=bool
+        )
+
+    def partner_availability(self) -> dict[str, float]:
+        """Share of capacity each partner keeps this month; disruptions start at random.
+        The draws happen every month whether the partnership is on or not."""
+        lever = self.spec.partnership
+        starts = self._rng.random(len(lever.partners)) < lever.outage_probability
+        self._partner_outage_left = np.where(
+            (self._partner_outage_left == 0) & starts, lever.outage_months, self._partner_outage_left
+        )
+        disrupted = self._partner_outage_left > 0
+        self._partner_outage_left = np.maximum(self._partner_outage_left - 1, 0)
+        if lever.share <= 0:
+            return {}
+        return {p: 1.0 - lever.outage_cut * d for p, d in zip(lever.partners, disrupted)}
+
+    # ------------------------------------------------------------ supply stage
+    def new_mine_share(self, month: int) -> float:
+        """Share of the domestic-mining lever's capacity running this month."""
+        lever = self.spec.domestic_mining
+        return ramp(month, self.mine_online, lever.ramp_months) if lever.tonnes_per_year > 0 else 0.0
+
+    def floor_in_force(self, month: int) -> bool:
+        lever = self.spec.price_floor
+        return lever.usd_per_kg > 0 and lever.start <= month < lever.start + lever.months
+
+    def intensity_after_substitution(self, intensity: np.ndarray, element_mask: np.ndarray, month: int) -> np.ndarray:
+        """Once research succeeds, intensity falls by at most ``max_cut_per_year`` a year
+        toward ``1 - target``; before that, nothing changes."""
+        lever = self.spec.substitution
+        if lever.usd_per_year <= 0 or month < self.substitution_lead:
+            return intensity
+        floor = 1.0 - substitution_target(lever)
+        return np.where(element_mask, np.maximum(intensity - lever.max_cut_per_year / 12.0, floor), intensity)
+
+    # --------------------------------------------------------------- accounts
+    def account(self, model, month: int) -> None:
+        """What each lever spent this month, USD (a negative stockpile cost is net sales)."""
+        spec, cost = self.spec, dict.fromkeys(self.names, 0.0)
+        mining = spec.domestic_mining
+        if mining.tonnes_per_year > 0 and self.mine_online - mining.build_months <= month < self.mine_online:
+            cost["domestic_mining"] = mining.capex_usd_per_t_per_year * mining.tonnes_per_year / max(mining.build_months, 1)
+        refining = spec.refining
+        if refining.tonnes_per_year > 0 and month < self.refinery_online:
+            saving = refining.joint_venture_cost_saving if refining.joint_venture else 0.0
+            cost["refining"] = (
+                refining.capex_usd_per_t_per_year * (1.0 - saving) * refining.tonnes_per_year / self.refinery_online
+            )
+        if spec.substitution.usd_per_year > 0 and month < self.substitution_lead:
+            cost["substitution"] = spec.substitution.usd_per_year / 12.0
+        cost["recycling"] = sum(r.subsidy_usd for r in model.recyclers)
+        for stock in model.stockpiles:
+            price = model.regional_price[:, stock.region_index]
+            bought = stock.bought + (stock.initial_reserve if month == 0 else 0.0)
+            traded = (bought - stock.sold) * price
+            holding = spec.stockpile.holding_cost_per_year / 12.0 * (stock.reserve + stock.oxide) * price
+            cost["stockpile"] += float((traded + holding).sum() * USD_PER_T_PER_USD_PER_KG)
+        for importer in model.importers:
+            contract_value = float((importer.contract_received * importer.contract_price).sum()) * USD_PER_T_PER_USD_PER_KG
+            book = importer.contract_book.sum()
+            cost["partnership"] += spec.partnership.premium * importer.partner_share / book * contract_value
+            cost["contracts"] += spec.contracts.premium * importer.diversified_share / book * contract_value
+        if self.agreement_in_force:
+            exporter = next(n for n in model.nations if n.code == spec.shock.exporter)
+            guaranteed = spec.agreement.guaranteed_share * exporter.export_reference
+            cost["agreement"] = spec.agreement.premium * float(guaranteed @ model.price[:, -1]) * USD_PER_T_PER_USD_PER_KG
+        if self.floor_in_force(month):
+            floor = spec.price_floor
+            covered = np.isin(model.elements, floor.elements)
+            for refiner in model.refiners:
+                if refiner.region == floor.region:
+                    top_up = np.maximum(floor.usd_per_kg - model.regional_price[:, refiner.region_index], 0.0)
+                    cost["price_floor"] += float((top_up * refiner.sold * covered).sum()) * USD_PER_T_PER_USD_PER_KG
+        self.cost = np.array([cost[name] for name in self.names])
