@@ -245,8 +245,8 @@ class RareEarthModel(mesa.Model):
         for seller in self._sellers:
             self._previous_position[:, seller.region_index] += seller.oxide
         self.tension = np.full(len(self._pairs), self.spec.tension.mean)
-        self.price = self._zone_prices()
         self._collect_importers()
+        self.price = self._zone_prices()
         self.quota = np.full((n_elements, len(self.exporters)), np.nan)
         self.supply_by_origin = np.zeros((n_elements, n_regions))
         self.mined = np.zeros((n_elements, len(self.exporters)))
@@ -346,6 +346,8 @@ class RareEarthModel(mesa.Model):
 
     def _stockpile_decisions(self) -> None:
         """Each strategic stockpile releases on shortage or a price spike, or refills."""
+        if not self.stockpiles:
+            return
         shortfall = self._by_region(self._per_importer("shortfall"))
         trend_need = self._by_region(np.stack([imp.trend_need() for imp in self._importers], axis=1))
         for stock in self.stockpiles:
@@ -398,7 +400,7 @@ class RareEarthModel(mesa.Model):
         self._collect_importers()
         leftover = available - sold
         unmet = (want - received) @ self._buyer_onehot
-        need = self._by_region(self._per_importer("need"))
+        need = self._need_by_region
         areas = price_areas(allowed, clearing.export_cap_left, spot_trade)
         position = leftover - np.maximum(unmet, 0.0)
         self.regional_price = update_prices(
@@ -437,8 +439,7 @@ class RareEarthModel(mesa.Model):
         """[E, Z] posted prices: each exporter's domestic zone, then the world market:
         the need-weighted mean price paid by importers outside the dominant exporter."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
-        need = self._by_region(self._per_importer("need"))
-        weight = need[:, self._world_regions] + 1e-12
+        weight = self._need_by_region[:, self._world_regions] + 1e-12
         world = (self.regional_price[:, self._world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
         return np.stack([*columns, world], axis=1)
 
@@ -446,7 +447,8 @@ class RareEarthModel(mesa.Model):
         return self._by_region(self._per_importer(attribute))[:, self._importing_index]
 
     def _collect_importers(self) -> None:
-        self.demand = self._importing("need")
+        self._need_by_region = self._by_region(self._per_importer("need"))
+        self.demand = self._need_by_region[:, self._importing_index]
         self.supply = self._importing("received")
         self.shortfall = self._importing("shortfall")
         self.stockpile = self._importing("stock")

@@ -119,6 +119,8 @@ class Programmes:
             holding = spec.stockpile.holding_cost_per_year / 12.0 * (stock.reserve + stock.oxide) * price
             cost["stockpile"] += float((traded + holding).sum() * USD_PER_T_PER_USD_PER_KG)
         for importer in model.importers:
+            if importer.partner_share == 0.0 and importer.diversified_share == 0.0:
+                continue
             contract_value = float((importer.contract_received * importer.contract_price).sum()) * USD_PER_T_PER_USD_PER_KG
             book = importer.contract_book.sum()
             cost["partnership"] += spec.partnership.premium * importer.partner_share / book * contract_value
