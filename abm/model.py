@@ -136,9 +136,7 @@ class RareEarthModel(mesa.Model):
         if spec.refining.tonnes_per_year > 0:
             plant = Refiner(self, spec.refining.region, index[spec.refining.region], 0.0,
                             index[spec.refining.region], oxide=np.zeros(n_elements))
-            plant.planned_capacity = spec.refining.tonnes_per_year / 12.0
-            plant.online_month, plant.ramp_months = self.programmes.refinery_online, spec.refining.ramp_months
-            plant.grow(1.0)
+            plant.plan(spec.refining.tonnes_per_year / 12.0, self.programmes.refinery_online, spec.refining.ramp_months)
 
         # Every region that mines or separates can restrict its exports. Its reference
         # exports start at its base-year oxide surplus: output in proportion to separation

@@ -56,7 +56,13 @@ class Refiner(OxideSeller):
         self.oxide = self.oxide + processed * separation_yield
         self.losses = processed * (1.0 - separation_yield)
 
+    def plan(self, capacity: float, online_month: int, ramp_months: int) -> None:
+        """Make this a new plant: ``capacity`` t REO/month from ``online_month``, ramping up."""
+        self.planned_capacity, self.online_month, self.ramp_months = capacity, online_month, ramp_months
+        self.capacity = capacity * ramp(self.model.month, online_month, ramp_months)
+
     def grow(self, monthly_factor: float) -> None:
+        """Set next month's capacity: trend growth, or a new plant's ramp."""
         if self.planned_capacity is None:
             self.capacity *= monthly_factor
         else:
