@@ -1,4 +1,4 @@
-"""The ``ree`` command: run and check scenarios from the shell.
+"""The ``ree`` command: run and check scenarios from the shell, or serve the browser app.
 
 Bad input exits with status 2 and one line on stderr naming the file, key, value and
 what was expected; nothing is written before the input has been validated.
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from abm.scenario import ScenarioError, load_scenario
+from abm.viz.server import DEFAULT_HOST, DEFAULT_PORT
 
 EXIT_BAD_INPUT = 2
 
@@ -31,6 +32,12 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _viz(args: argparse.Namespace) -> int:
+    from abm.viz.server import serve
+
+    return serve(args.host, args.port)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ree", description="Rare earth supply chain agent-based model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a scenario file without running it")
     check.add_argument("scenario")
     check.set_defaults(handler=_check)
+    viz = commands.add_parser("viz", help="serve the browser app (charts and controls) on http://HOST:PORT/")
+    viz.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}, this machine only)")
+    viz.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    viz.set_defaults(handler=_viz)
     return parser
 
 

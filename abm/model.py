@@ -250,6 +250,7 @@ class RareEarthModel(mesa.Model):
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
+        self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t since the start
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
         self.recycled = np.zeros(n_elements)
@@ -414,6 +415,7 @@ class RareEarthModel(mesa.Model):
         self.supply_by_origin = sold
         self.exports = exports[:, [n.region_index for n in self.nations]]
         self.trade = trade
+        self.cumulative_trade += trade
         # A link is restricted when a ban closes it or its exporter's quota is used up.
         quota_binding = np.isfinite(export_cap) & (clearing.export_cap_left <= 1e-9)
         self.restricted = ~allowed | quota_binding[:, :, None]

@@ -5,7 +5,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from abm.metrics import annualised_volatility, peak_to_base_ratio, shortfall_fraction
+from abm.metrics import (
+    annualised_volatility, herfindahl, max_drawdown, peak_to_base_ratio, recovery_months, resilience_loss,
+    service_level, shortfall_depth, shortfall_fraction,
+)
 from abm.model import ALL, RECORDED, WITHOUT_ELEMENT, WORLD, RareEarthModel
 from abm.scenario import Scenario
 SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
@@ -63,28 +66,57 @@ def tidy_series(model: RareEarthModel) -> pd.DataFrame:
 
 
 def run_metrics(model: RareEarthModel) -> dict[str, float]:
-    """Headline figures per element: world price volatility and peak, the dominant
-    exporter's domestic price relative to the world's, and unmet demand outside it."""
+    """Headline figures of a finished run, flat, for tables of many runs.
+
+    Per element (suffix ``_Nd`` ...): world price volatility, peak ratio and maximum
+    drawdown; the dominant exporter's domestic price relative to the world's; unmet
+    demand outside the exporter (t, fraction, deepest month, resilience loss, months to
+    recover to 95 % service from the shock's start, right-censored at the horizon); the
+    concentration of supply to importers outside the exporter (Herfindahl index,
+    effective number of suppliers, share from the exporter). Without suffix: the same
+    service figures for all elements weighted by their 2024 value, and policy costs.
+    """
     recorded = model.datacollector.model_vars
     price = np.asarray(recorded["price"])  # [T, E, Z]
     shortfall = np.asarray(recorded["shortfall"])  # [T, E, importing regions]
     demand = np.asarray(recorded["demand"])
     exporter = model.spec.shock.exporter
     outside = [i for i, r in enumerate(model.importing_regions) if r != exporter]
+    importers_outside = [model.regions.index(r) for r in model.importing_regions if r != exporter]
     world = model.price_zones.index(WORLD)
+    start = model.spec.shock.start + 1  # the step that records the shock's first month
+    short_out, demand_out = shortfall[:, :, outside].sum(axis=2), demand[:, :, outside].sum(axis=2)  # [T, E]
     metrics: dict[str, float] = {}
     for e, element in enumerate(model.elements):
         world_price = price[:, e, world]
         metrics[f"world_price_volatility_{element}"] = annualised_volatility(world_price)
         metrics[f"world_price_peak_ratio_{element}"] = peak_to_base_ratio(world_price, world_price[0])
+        metrics[f"world_price_max_drawdown_{element}"] = max_drawdown(world_price)
         if exporter in model.price_zones:
             domestic = price[:, e, model.price_zones.index(exporter)]
             metrics[f"exporter_to_world_price_ratio_{element}"] = float(np.mean(domestic / world_price))
-        metrics[f"shortfall_outside_exporter_t_{element}"] = float(shortfall[:, e, outside].sum())
-        metrics[f"shortfall_fraction_outside_exporter_{element}"] = shortfall_fraction(
-            shortfall[:, e, outside], demand[:, e, outside]
+        metrics[f"shortfall_outside_exporter_t_{element}"] = float(short_out[:, e].sum())
+        metrics[f"shortfall_fraction_outside_exporter_{element}"] = shortfall_fraction(short_out[:, e], demand_out[:, e])
+        service = service_level(short_out[:, e], demand_out[:, e])
+        metrics[f"shortfall_depth_{element}"] = shortfall_depth(service)
+        metrics[f"resilience_loss_months_{element}"] = resilience_loss(service)
+        metrics[f"recovery_months_{element}"], censored = recovery_months(service, start)
+        metrics[f"recovery_censored_{element}"] = float(censored)
+        origins = model.cumulative_trade[e][:, importers_outside].sum(axis=1)  # [R]
+        hhi = herfindahl(origins)
+        metrics[f"supplier_hhi_{element}"] = hhi
+        metrics[f"effective_suppliers_{element}"] = 1.0 / hhi if hhi > 0 else 0.0
+        metrics[f"share_from_exporter_{element}"] = (
+            float(origins[model.regions.index(exporter)] / origins.sum()) if origins.sum() > 0 else 0.0
         )
-    metrics["shortfall_outside_exporter_t"] = float(shortfall[:, :, outside].sum())
+    value = model.reference_price  # USD/kg: weights the elements by what a tonne is worth
+    service = service_level(short_out @ value, demand_out @ value)
+    metrics["shortfall_depth"] = shortfall_depth(service)
+    metrics["resilience_loss_months"] = resilience_loss(service)
+    metrics["recovery_months"], censored = recovery_months(service, start)
+    metrics["recovery_censored"] = float(censored)
+    metrics["unserved_value_usd"] = float((short_out @ value).sum() * 1000.0)
+    metrics["shortfall_outside_exporter_t"] = float(short_out.sum())
     metrics["mean_tension"] = float(np.mean(recorded["tension"]))
     policy_cost = np.asarray(recorded["policy_cost"])  # [T, levers] USD
     metrics["policy_cost_usd"] = float(policy_cost.sum())

@@ -130,14 +130,16 @@ class Scenario:
 
     def with_overrides(self, source: str = "keyword", **overrides: Any) -> "Scenario":
         """A copy with model keywords applied (``quota_cut``, ``stockpile_months``, ...),
-        validated exactly as the same keys in a file would be."""
+        validated exactly as the same keys in a file would be; None keeps a value."""
+        return self.with_settings({k: v for k, v in overrides.items() if v is not None}, source)
+
+    def with_settings(self, settings: Mapping[str, Any], source: str | Path = "keyword") -> "Scenario":
+        """A copy with settings applied, each named by a model keyword (``quota_cut``) or
+        by its place in a scenario file (``market.short_run_elasticity``): what an
+        experiment's factors and policies set."""
         scenario = self
-        for keyword, value in overrides.items():
-            if value is None:
-                continue
-            if keyword not in KEYWORD_PATHS:
-                raise ScenarioError(source, keyword, value, f"one of {', '.join(KEYWORD_PATHS)}")
-            section, key = KEYWORD_PATHS[keyword]
+        for name, value in settings.items():
+            section, key = _setting_path(name, value, source)
             if section is None:
                 scenario = dataclasses.replace(scenario, **{key: checked(Scenario, key, value, key, source)})
             else:
@@ -146,6 +148,17 @@ class Scenario:
                 scenario = dataclasses.replace(scenario, **{section: dataclasses.replace(part, **{key: value})})
         _check_consistency(scenario, source)
         return scenario
+
+
+def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None, str]:
+    if name in KEYWORD_PATHS:
+        return KEYWORD_PATHS[name]
+    section, _, key = name.partition(".")
+    if section in _SECTIONS and key in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+        return section, key
+    raise ScenarioError(
+        source, name, value, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.price_adjustment"
+    )
 
 
 # Model keywords (as used by mesa.batch_run and SolaraViz) and where they live in a scenario.

@@ -1,0 +1,60 @@
+"""``ree viz``: serve the browser app (abm/viz/app.py) with Solara, with no internet access.
+
+Solara's page loads its JavaScript, CSS and fonts from a CDN unless its asset proxy finds
+them on disk: the ``solara-assets`` package installs them into ``<venv>/share/solara/cdn``,
+the proxy's cache directory, and ``SOLARA_ASSETS_PROXY=true`` makes the server hand them
+out from there. Telemetry and Solara's version check (both network calls) are off.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+APP = "abm.viz.app"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+# Set before solara is imported: its settings read the environment once.
+OFFLINE_ENVIRONMENT = {
+    "SOLARA_ASSETS_PROXY": "true",
+    "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false",
+}
+
+
+def assets_directory() -> Path:
+    """Where solara-assets put the front-end files (the asset proxy's cache)."""
+    return Path(sys.prefix) / "share" / "solara" / "cdn"
+
+
+def check_assets() -> str | None:
+    """None when the front-end assets are installed, else what to do about it."""
+    try:
+        import solara_assets  # noqa: F401
+    except ImportError:
+        return "the solara-assets package is missing: run scripts/setup.sh (or pip install solara-assets)"
+    if not (assets_directory() / "requirejs@2.3.6").is_dir():
+        return f"solara-assets did not install its files in {assets_directory()}: reinstall it"
+    return None
+
+
+def url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/"
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+    """Run the Solara server in this process until Ctrl+C; return an exit status."""
+    for name, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    problem = check_assets()
+    if problem:
+        print(f"ree viz: {problem}", file=sys.stderr)
+        return 1
+    from solara.__main__ import cli
+
+    print(f"ree viz: serving the browser app at {url(host, port)} (Ctrl+C stops it)", flush=True)
+    arguments = ["run", APP, "--host", host, "--port", str(port), "--production", "--no-open", "--no-check-version"]
+    try:
+        cli.main(args=arguments, prog_name="solara", standalone_mode=False)
+    except KeyboardInterrupt:
+        pass
+    return 0
