@@ -1,0 +1,95 @@
+"""From an experiment to runs: design points x policies x replications.
+
+Run ids are hashes of what a run is (design point, policy, replication), never a
+counter, so a rerun finds the runs it already has. Seeds come from numpy's
+SeedSequence keyed by (design point, replication) and not by policy: every policy
+meets the same random numbers, so its effect is a paired difference.
+"""
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from abm.batch.experiment import Experiment
+from abm.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Everything a worker needs to make one run (picklable, self-contained)."""
+
+    run_id: str
+    point_id: str
+    point: dict[str, Any]
+    policy: str
+    replication: int
+    seed: int
+    scenario: Scenario
+    settings: dict[str, Any]
+    record_every: int
+    series_variables: tuple[str, ...]
+
+
+def _digest(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def _salib_problem(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "num_vars": len(experiment.factors),
+        "names": [f.name for f in experiment.factors],
+        "bounds": [[f.low, f.high] for f in experiment.factors],
+    }
+
+
+def design_matrix(experiment: Experiment) -> list[dict[str, Any]]:
+    """The design's rows in order (a sampled design may repeat a row; each row counts,
+    e.g. for Morris elementary effects)."""
+    if experiment.design == "full_factorial":
+        names = [f.name for f in experiment.factors]
+        return [dict(zip(names, levels)) for levels in itertools.product(*(f.levels for f in experiment.factors))]
+    problem = _salib_problem(experiment)
+    if experiment.design == "latin_hypercube":
+        from SALib.sample import latin
+
+        rows = latin.sample(problem, experiment.samples, seed=experiment.seed)
+    elif experiment.design == "sobol":
+        from SALib.sample import sobol
+
+        rows = sobol.sample(problem, experiment.samples, calc_second_order=False, seed=experiment.seed)
+    else:
+        from SALib.sample import morris
+
+        rows = morris.sample(problem, experiment.samples, num_levels=4, seed=experiment.seed)
+    points = []
+    for row in rows:
+        points.append({
+            f.name: int(round(value)) if f.integer else float(value) for f, value in zip(experiment.factors, row)
+        })
+    return points
+
+
+def point_id(point: dict[str, Any]) -> str:
+    return _digest(point, 12)
+
+
+def plan_runs(experiment: Experiment) -> list[RunTask]:
+    """One task per distinct design point x policy x replication, in a stable order."""
+    points = list({point_id(p): p for p in design_matrix(experiment)}.items())
+    tasks = []
+    for pid, point in points:
+        for replication in range(experiment.replications):
+            sequence = np.random.SeedSequence(experiment.seed, spawn_key=(int(pid, 16), replication))
+            seed = int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+            for policy, settings in experiment.policies.items():
+                tasks.append(RunTask(
+                    run_id=_digest({"point": point, "policy": policy, "replication": replication}),
+                    point_id=pid, point=point, policy=policy, replication=replication, seed=seed,
+                    scenario=experiment.scenario, settings={**point, **settings},
+                    record_every=experiment.record_every, series_variables=experiment.series_variables,
+                ))
+    return tasks
