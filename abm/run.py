@@ -131,3 +131,19 @@ def run_scenario(scenario: Scenario, seed: int) -> RunResult:
     while model.running:
         model.step()
     return RunResult(scenario=model.spec, seed=seed, series=tidy_series(model), metrics=run_metrics(model))
+
+
+def evaluate(seed: int = 0, scenario: Scenario | str | None = None, **params: object) -> dict[str, float]:
+    """One run as a plain function ``(params) -> outcomes`` for exploratory-modelling tools.
+
+    ``params`` are model keywords (``quota_cut``, ``stockpile_months`` ...) or scenario keys
+    (``market.short_run_elasticity``); ``scenario`` is the base (a path or Scenario, default
+    the built-in defaults). EMA Workbench calls it as ``Model("ree", function=evaluate)``.
+    """
+    from abm.model import resolve_scenario
+
+    base = resolve_scenario(scenario).with_settings(params)
+    model = RareEarthModel(rng=int(seed), scenario=base)
+    while model.running:
+        model.step()
+    return run_metrics(model)

@@ -1,0 +1,152 @@
+"""The batch engine: planning, determinism across executors, failures, reports, EMA interop."""
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abm import ScenarioError, evaluate
+from abm.batch import load_experiment, plan_runs, run_batch
+from abm.batch.plan import RunTask
+from abm.batch.report import write_report
+from abm.batch.runner import run_task
+from abm.batch.store import Store
+from tests.conftest import EXPERIMENTS
+
+SMALL = """
+name = "small"
+scenario = "{scenario}"
+replications = 2
+seed = 7
+record_every = 2
+series = ["price", "shortfall"]
+[factors]
+quota_cut = [0.0, 0.6]
+horizon_months = [18]
+shock_start = [2]
+[policies]
+stockpile = {{stockpile_months = 2.0}}
+"""
+
+
+@pytest.fixture
+def small_experiment(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL.format(scenario=(EXPERIMENTS / "quota_shock.toml").as_posix()))
+    return load_experiment(path)
+
+
+def test_plan_has_stable_ids_and_seeds_shared_by_policies_not_by_replications(small_experiment):
+    tasks = plan_runs(small_experiment)
+    assert len(tasks) == 2 * 2 * 2 and len({t.run_id for t in tasks}) == 8
+    assert [t.run_id for t in tasks] == [t.run_id for t in plan_runs(small_experiment)]
+    by_pair = {}
+    for task in tasks:
+        by_pair.setdefault((task.point_id, task.replication), set()).add(task.seed)
+    assert all(len(seeds) == 1 for seeds in by_pair.values())  # every policy meets the same numbers
+    assert len({next(iter(s)) for s in by_pair.values()}) == 4  # replications and points differ
+    more = plan_runs(small_experiment.with_replications(3))
+    assert {t.run_id for t in tasks} <= {t.run_id for t in more}  # adding replications keeps old ids
+
+
+def test_sampled_designs_have_the_sizes_salib_gives():
+    morris = load_experiment(EXPERIMENTS / "sensitivity.toml")
+    assert len({t.point_id for t in plan_runs(morris)}) <= morris.samples * (len(morris.factors) + 1)
+    tasks = plan_runs(morris)
+    elasticity = [t.point["market.short_run_elasticity"] for t in tasks]
+    assert min(elasticity) >= -0.2 and max(elasticity) <= -0.1
+
+
+def _metrics_without_timing(store: Store) -> pd.DataFrame:
+    metrics = pd.read_parquet(store.folder / "metrics.parquet").drop(columns=["seconds"])
+    return metrics.sort_values("run_id", ignore_index=True)
+
+
+@pytest.mark.slow
+def test_same_experiment_is_bit_identical_on_every_executor_and_worker_count(small_experiment, tmp_path):
+    stores = {
+        "serial": run_batch(small_experiment, tmp_path / "serial", executor="serial", progress=False),
+        "processes-1": run_batch(small_experiment, tmp_path / "p1", executor="processes", workers=1, progress=False),
+        "processes-2": run_batch(small_experiment, tmp_path / "p2", executor="processes", workers=2, progress=False),
+        "dask-2": run_batch(small_experiment, tmp_path / "dask", executor="dask", workers=2, progress=False),
+    }
+    reference = _metrics_without_timing(stores["serial"])
+    assert len(reference) == 8 and (reference["status"] == "ok").all()
+    for name, store in stores.items():
+        pd.testing.assert_frame_equal(_metrics_without_timing(store), reference, check_exact=True, obj=name)
+        series = pd.read_parquet(store.folder / "series.parquet").sort_values(["run_id", "step", "variable", "element", "region"], ignore_index=True)
+        if name == "serial":
+            reference_series = series
+        pd.testing.assert_frame_equal(series, reference_series, check_exact=True, obj=name)
+    assert set(reference_series["step"]) == set(range(0, 19, 2))  # the recording period
+
+
+def test_a_failing_run_becomes_a_failed_record_and_is_retried_later(small_experiment, tmp_path):
+    task = plan_runs(small_experiment)[0]
+    broken = dataclasses.replace(task, settings={"quota_cut": 3.0})
+    record, series = run_task(broken)
+    assert record["status"] == "failed" and "quota_cut" in record["error"] and series is None
+    store = Store(tmp_path / "store")
+    store.write_run(record, series)
+    assert task.run_id not in store.finished()
+    assert list(store.failures()["run_id"]) == [task.run_id]
+    good, good_series = run_task(task)
+    store.write_run(good, good_series)
+    assert task.run_id in store.finished() and store.failures().empty
+
+
+def test_rerun_skips_finished_runs_and_refuses_a_store_of_another_experiment(small_experiment, tmp_path):
+    out = tmp_path / "store"
+    run_batch(small_experiment, out, executor="serial", progress=False)
+    first = _metrics_without_timing(Store(out))
+    run_batch(small_experiment, out, executor="serial", progress=False, resume=True)
+    assert json.loads((out / "manifest.json").read_text())["runs_this_session"] == 0
+    pd.testing.assert_frame_equal(_metrics_without_timing(Store(out)), first)
+    other = tmp_path / "other.toml"
+    other.write_text(small_experiment.source.read_text().replace("seed = 7", "seed = 8"))
+    with pytest.raises(ScenarioError, match="store"):
+        run_batch(load_experiment(other), out, executor="serial", progress=False)
+    with pytest.raises(ScenarioError, match="resume"):
+        run_batch(small_experiment, tmp_path / "nothing", executor="serial", progress=False, resume=True)
+
+
+def test_report_numbers_come_from_the_runs(small_experiment, tmp_path):
+    out = tmp_path / "store"
+    run_batch(small_experiment, out, executor="serial", progress=False)
+    written = write_report(out, small_experiment)
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    summary = pd.read_csv(out / "summary.csv")
+    for (cut, policy), group in metrics.groupby(["factor.quota_cut", "policy"]):
+        row = summary[(summary["factor.quota_cut"] == cut) & (summary["policy"] == policy)]
+        assert row["shortfall_outside_exporter_t_mean"].item() == pytest.approx(group["shortfall_outside_exporter_t"].mean())
+    gained = pd.read_csv(out / "resilience_gained.csv")
+    assert list(gained["policy"]) == ["stockpile"]
+    for name in ("report.md", "figures/price_fan_none.png", "figures/shortfall_by_policy.png", "figures/resilience_gained.png"):
+        assert (out / name).exists() and (out / name) in written
+    assert "stockpile" in (out / "report.md").read_text()
+
+
+def test_ema_workbench_drives_evaluate_and_reads_the_stored_results(small_experiment, tmp_path):
+    ema = pytest.importorskip("ema_workbench")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ema.Model("ree", function=evaluate)
+        model.uncertainties = [ema.RealParameter("quota_cut", 0.0, 0.8), ema.RealParameter("market.short_run_elasticity", -0.2, -0.1)]
+        model.constants = [ema.Constant("horizon_months", 18), ema.Constant("shock_start", 2), ema.Constant("seed", 3)]
+        model.outcomes = [ema.ScalarOutcome("shortfall_outside_exporter_t"), ema.ScalarOutcome("world_price_volatility_Dy")]
+        experiments, outcomes = ema.perform_experiments(model, scenarios=4, uncertainty_sampling=ema.Samplers.LHS)
+    assert len(experiments) == 4 and outcomes["world_price_volatility_Dy"].shape == (4,)
+    assert np.all(np.isfinite(outcomes["shortfall_outside_exporter_t"]))
+    direct = evaluate(seed=3, horizon_months=18, shock_start=2, quota_cut=float(experiments["quota_cut"][0]),
+                      **{"market.short_run_elasticity": float(experiments["market.short_run_elasticity"][0])})
+    assert direct["world_price_volatility_Dy"] == outcomes["world_price_volatility_Dy"][0]
+
+    out = tmp_path / "store"
+    run_batch(small_experiment, out, executor="serial", progress=False)
+    write_report(out, small_experiment)
+    stored_experiments, stored_outcomes = ema.load_results(str(out / "ema_results.tar.gz"))
+    assert len(stored_experiments) == 8 and set(stored_experiments["policy"]) == {"none", "stockpile"}
+    assert stored_outcomes["shortfall_outside_exporter_t"].shape == (8,)
