@@ -1,9 +1,11 @@
 # The two commands of README.md: `make main` (set up, run the main job) and `make test`.
-.PHONY: main test bench
+.PHONY: main test bench results
 
+# The researchers' main job: every diversification lever under the quota shock, 30
+# replications each, with its report, into results/diversification/.
 main:
 	scripts/setup.sh
-	.venv/bin/ree run experiments/baseline.toml
+	.venv/bin/ree batch experiments/diversification.toml
 
 test:
 	scripts/setup.sh --test
@@ -12,3 +14,10 @@ test:
 bench:
 	scripts/setup.sh
 	.venv/bin/python benchmarks/run_benchmarks.py
+
+# Everything committed under results/ (see results/README.md), the main job included.
+results: main
+	.venv/bin/ree run experiments/baseline.toml
+	.venv/bin/ree run experiments/quota_shock.toml --out results/runs/quota_shock
+	.venv/bin/ree batch experiments/quota_sweep.toml
+	.venv/bin/ree batch experiments/sensitivity.toml

@@ -1,4 +1,4 @@
-"""The ``ree`` command: run and check scenarios from the shell, or serve the browser app.
+"""The ``ree`` command: run and check scenarios, run and report batch experiments, serve the browser app.
 
 Bad input exits with status 2 and one line on stderr naming the file, key, value and
 what was expected; nothing is written before the input has been validated.
@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from abm.batch.commands import add_batch_commands
 from abm.scenario import ScenarioError, load_scenario
 from abm.viz.server import DEFAULT_HOST, DEFAULT_PORT
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     viz.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}, this machine only)")
     viz.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     viz.set_defaults(handler=_viz)
+    add_batch_commands(commands)
     return parser
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with a Python >= 3.12 and the package installed (editable).
 #   scripts/setup.sh          the package and its runtime dependencies
-#   scripts/setup.sh --test   plus everything the test suite needs
+#   scripts/setup.sh --test   plus everything the test suite needs (Debian's chromium too)
 # Safe to rerun: it reinstalls only when pyproject.toml has changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +24,8 @@ find_python() {
   return 1
 }
 
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+extras="[dask,ema]"
+[ "${1:-}" = "--test" ] && extras="[dask,ema,test]"
 
 if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then
   python=$(find_python) || {
@@ -35,6 +35,18 @@ if [ ! -x .venv/bin/python ] || ! is_new_enough .venv/bin/python; then
   echo "setup: creating .venv with $python ($("$python" --version))"
   rm -rf .venv
   "$python" -m venv .venv
+fi
+
+# The browser test (tests/test_viz_browser.py) drives Debian's Chromium through Playwright;
+# Playwright's own browser download cannot work here.
+if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+      echo "setup: could not install chromium with apt-get; tests/test_viz_browser.py needs /usr/bin/chromium" >&2
+  else
+    echo "setup: /usr/bin/chromium is missing; tests/test_viz_browser.py needs it: run 'apt-get install chromium' as root" >&2
+  fi
 fi
 
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)${extras}"

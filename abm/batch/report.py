@@ -52,9 +52,10 @@ def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     """Relative fall of each outcome against the no-policy arm, paired by design point and
     replication (the same seeds), with a bootstrap interval over the pairs."""
     rows = []
-    base = metrics[metrics["policy"] == NO_POLICY].set_index(["point_id", "replication"])
+    keys = ["point_id", "replication"]
+    base = metrics.loc[metrics["policy"] == NO_POLICY, [*keys, *OUTCOMES]]
     for policy, group in metrics[metrics["policy"] != NO_POLICY].groupby("policy", sort=True):
-        paired = group.set_index(["point_id", "replication"]).join(base, rsuffix="_base", how="inner")
+        paired = group.merge(base, on=keys, how="inner", suffixes=("", "_base"))
         row = {"policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
         for outcome in OUTCOMES:
             gain, low, high = paired_relative_gain(paired[f"{outcome}_base"], paired[outcome], rng, RESAMPLES)

@@ -87,6 +87,7 @@ def run_batch(
     if store.exists() and store.manifest().get("experiment_hash") != digest:
         raise ScenarioError(out, "store", str(out), "a store made by this experiment file (use another --out)")
     tasks = plan_runs(experiment)
+    store.clear_unfinished_writes()
     todo = [t for t in tasks if t.run_id not in store.finished()]
     started = time.time()
     with open_executor(executor, workers, scheduler) as pool:  # validates the executor before writing

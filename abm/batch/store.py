@@ -35,6 +35,11 @@ class Store:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write(self.folder / "manifest.json", lambda h: json.dump(manifest, h, indent=2, sort_keys=True, default=str))
 
+    def clear_unfinished_writes(self) -> None:
+        """Remove temporary files a killed batch left behind (they were never parts)."""
+        for temporary in self.parts.glob(".*.tmp"):
+            temporary.unlink(missing_ok=True)
+
     def finished(self) -> set[str]:
         """Ids of runs whose results are safely on disk (succeeded; failed runs are retried)."""
         done = set()

@@ -33,7 +33,7 @@ PLAY_INTERVAL_MS = 150
 
 
 class View:
-    """Per-session display choices, shared by the sidebar and every chart."""
+    """Per-session display choices, shared by the header and every chart."""
 
     def __init__(self, element: solara.Reactive, log_prices: solara.Reactive) -> None:
         self.element = element

@@ -18,13 +18,15 @@ one entry to ``model_params`` (``override`` or ``switch``).
 """
 
 import inspect
-import sys
+import logging
 import typing
 from pathlib import Path
 from typing import Any
 
 from abm.model import RareEarthModel
 from abm.scenario import ScenarioError, load_scenario
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SCENARIO = "baseline.toml"
 DEFAULT_SEED = "0"
@@ -41,16 +43,17 @@ def experiments_dir() -> Path:
 
 def scenario_files(directory: Path | None = None) -> list[str]:
     """Scenario files under ``directory`` (default: experiments/, subfolders included, as
-    paths relative to it) that load, the default scenario first; a file that does not
-    validate is left out, with its error on stderr, so the select never offers a choice
-    that cannot be built."""
+    paths relative to it) that load, the default scenario first. Other TOML files there
+    (batch experiment plans, a scenario that does not validate) are left out, so the
+    select never offers a choice that cannot be built; the log says why at INFO level,
+    and ``ree check FILE`` says it for one file."""
     directory = experiments_dir() if directory is None else Path(directory)
     names = []
     for path in sorted(directory.rglob("*.toml")):
         try:
             load_scenario(path)
         except ScenarioError as error:
-            print(f"ree viz: leaving out {error}", file=sys.stderr)
+            logger.info("not a scenario the app can offer: %s", error)
             continue
         names.append(path.relative_to(directory).as_posix())
     return sorted(names, key=lambda name: (name != DEFAULT_SCENARIO, "/" in name, name))

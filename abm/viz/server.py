@@ -8,6 +8,7 @@ out from there. Telemetry and Solara's version check (both network calls) are of
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 APP = "abm.viz.app"
@@ -49,12 +50,16 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
     if problem:
         print(f"ree viz: {problem}", file=sys.stderr)
         return 1
+    import click
     from solara.__main__ import cli
 
+    # Served over plain http on a local address, where Solara's session cookie simply stays
+    # samesite=lax; its warning about that on the first page load is noise here.
+    warnings.filterwarnings("ignore", message="Cookies with samesite=none require https")
     print(f"ree viz: serving the browser app at {url(host, port)} (Ctrl+C stops it)", flush=True)
     arguments = ["run", APP, "--host", host, "--port", str(port), "--production", "--no-open", "--no-check-version"]
     try:
         cli.main(args=arguments, prog_name="solara", standalone_mode=False)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("ree viz: stopped", flush=True)
     return 0
