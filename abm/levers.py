@@ -3,7 +3,8 @@
 Each lever is a TOML section (``[stockpile]``, ``[recycling]`` ...) and a keyword of
 ``RareEarthModel``; every lever is off by default (a zero size, or ``enabled = false``)
 so the baseline and the quota shock are the no-policy arms. Defaults and their
-sources are in ``abm/data/parameters.csv``; docs/ODD.md §7 explains each rule.
+sources are in ``abm/data/parameters.csv``; docs/levers.md explains each rule and
+docs/ODD.md §7.22 what each buys.
 """
 
 from dataclasses import dataclass
@@ -52,12 +53,14 @@ class Refining:
 
 @dataclass(frozen=True)
 class Partnership:
-    """Offtake with allied producers: ``share`` of the contracted volume of importers in
-    ``regions`` goes to ``partners``, who carry their own, smaller disruption risk."""
+    """Offtake agreements with allied producers: importers in ``regions`` contract a further
+    ``share`` of their trend need from ``partners`` (in proportion to the partners'
+    separation capacity), on top of their ordinary contract book; contracts are served
+    before the spot market. Partners carry their own, smaller disruption risk."""
 
     share: float = csv_default("partnership", "share", SHARE)
     regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
-    partners: tuple[str, ...] = spec(PRODUCER_LIST, default=("MY", "US", "EU", "AU"))
+    partners: tuple[str, ...] = spec(PRODUCER_LIST, default=("MY", "US", "EU"))
     premium: float = csv_default("partnership", "premium", NON_NEGATIVE)
     outage_probability: float = csv_default("partnership", "outage_probability", SHARE)
     outage_months: int = csv_default("partnership", "outage_months", NON_NEGATIVE)

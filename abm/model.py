@@ -190,9 +190,9 @@ class RareEarthModel(mesa.Model):
         contracted share), with the part partnerships add and the part the diversification
         cap moved away from the largest origin (what their premiums are paid on).
 
-        Partnership offtake comes on top of the ordinary book: allied producers' output is
-        committed to the partnership's manufacturers first, in proportion to separation
-        capacity among the partners."""
+        Partnership offtake comes on top of the ordinary book, spread over the partners in
+        proportion to their separation capacity; like every contract it is served before
+        the spot market, pro rata with the other contracts on the same origin."""
         spec = self.spec
         origin = spec.contracts.share * separation_share
         diversified = 0.0
@@ -253,6 +253,7 @@ class RareEarthModel(mesa.Model):
         self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t since the start
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
+        self.trade_price = self.regional_price.copy()
         self.recycled = np.zeros(n_elements)
         self.consumed = np.zeros(n_elements)
         self.losses = np.zeros(n_elements)
@@ -379,6 +380,7 @@ class RareEarthModel(mesa.Model):
         allowed = self._allowed
         clearing = clear_markets(available, want, contract, self._buyer_region, export_cap, allowed)
 
+        self.trade_price = self.regional_price.copy()  # what this month's trade was priced at
         sold = clearing.sold
         with np.errstate(divide="ignore", invalid="ignore"):
             sold_fraction = np.where(available > 0, sold / available, 0.0)

@@ -101,19 +101,19 @@ class Programmes:
         """What each lever spent this month, USD (a negative stockpile cost is net sales)."""
         spec, cost = self.spec, dict.fromkeys(self.names, 0.0)
         mining = spec.domestic_mining
-        if mining.tonnes_per_year > 0 and self.mine_online - mining.build_months <= month < self.mine_online:
-            cost["domestic_mining"] = mining.capex_usd_per_t_per_year * mining.tonnes_per_year / max(mining.build_months, 1)
+        build = max(mining.build_months, 1)  # at least one month of spending
+        if mining.tonnes_per_year > 0 and self.mine_online - build <= month < max(self.mine_online, build):
+            cost["domestic_mining"] = mining.capex_usd_per_t_per_year * mining.tonnes_per_year / build
         refining = spec.refining
-        if refining.tonnes_per_year > 0 and month < self.refinery_online:
+        lead = max(self.refinery_online, 1)
+        if refining.tonnes_per_year > 0 and month < lead:
             saving = refining.joint_venture_cost_saving if refining.joint_venture else 0.0
-            cost["refining"] = (
-                refining.capex_usd_per_t_per_year * (1.0 - saving) * refining.tonnes_per_year / self.refinery_online
-            )
+            cost["refining"] = refining.capex_usd_per_t_per_year * (1.0 - saving) * refining.tonnes_per_year / lead
         if spec.substitution.usd_per_year > 0 and month < self.substitution_lead:
             cost["substitution"] = spec.substitution.usd_per_year / 12.0
         cost["recycling"] = sum(r.subsidy_usd for r in model.recyclers)
         for stock in model.stockpiles:
-            price = model.regional_price[:, stock.region_index]
+            price = model.trade_price[:, stock.region_index]
             bought = stock.bought + (stock.initial_reserve if month == 0 else 0.0)
             traded = (bought - stock.sold) * price
             holding = spec.stockpile.holding_cost_per_year / 12.0 * (stock.reserve + stock.oxide) * price
@@ -128,12 +128,13 @@ class Programmes:
         if self.agreement_in_force:
             exporter = next(n for n in model.nations if n.code == spec.shock.exporter)
             guaranteed = spec.agreement.guaranteed_share * exporter.export_reference
-            cost["agreement"] = spec.agreement.premium * float(guaranteed @ model.price[:, -1]) * USD_PER_T_PER_USD_PER_KG
+            world = model.trade_price[:, model._world_regions].mean(axis=1)
+            cost["agreement"] = spec.agreement.premium * float(guaranteed @ world) * USD_PER_T_PER_USD_PER_KG
         if self.floor_in_force(month):
             floor = spec.price_floor
             covered = np.isin(model.elements, floor.elements)
             for refiner in model.refiners:
                 if refiner.region == floor.region:
-                    top_up = np.maximum(floor.usd_per_kg - model.regional_price[:, refiner.region_index], 0.0)
+                    top_up = np.maximum(floor.usd_per_kg - model.trade_price[:, refiner.region_index], 0.0)
                     cost["price_floor"] += float((top_up * refiner.sold * covered).sum()) * USD_PER_T_PER_USD_PER_KG
         self.cost = np.array([cost[name] for name in self.names])

@@ -30,8 +30,10 @@ def tidy_series(model: RareEarthModel) -> pd.DataFrame:
 
     Units: ``price`` USD/kg; flows (demand, supply, shortfall, supply_by_origin, mined,
     exports, recycled, consumed, losses, quota) t REO per month; levels (``stockpile``,
-    ``stocks``) t REO; ``spend`` USD per month; ``tension`` an index in [0, 1] with element
-    ``all``. ``quota`` is NaN where no quota is in force.
+    ``strategic_stock``, ``stocks``) t REO; ``spend`` USD per month; ``policy_cost`` USD
+    per month with element ``all`` and the lever as region; ``tension`` an index in
+    [0, 1] with element ``all``. ``quota`` is NaN where no quota is in force. Step k
+    records the state after month k - 1 (step 0 is the initial state).
     """
     recorded = model.datacollector.model_vars
     labels = model.labels()

@@ -176,8 +176,22 @@ _SECTIONS: dict[str, type] = {
 
 
 def _check_consistency(scenario: Scenario, source: str | Path) -> None:
-    """Rules across keys, checked for files and for scenarios built in Python alike
-    (the model validates every scenario it is given through ``with_overrides``)."""
+    """Every field's own check and the rules across keys, for files and for scenarios
+    built in Python alike (the model validates every scenario it is given through
+    ``with_overrides``)."""
+    for section_name, section in [(None, scenario), *((n, getattr(scenario, n)) for n in _SECTIONS)]:
+        for spec_ in dataclasses.fields(section):
+            if section_name is None and spec_.name in _SECTIONS or spec_.name == "events":
+                continue
+            key = spec_.name if section_name is None else f"{section_name}.{spec_.name}"
+            checked(type(section), spec_.name, getattr(section, spec_.name), key, source)
+    for index, event in enumerate(scenario.events):
+        for spec_ in dataclasses.fields(event):
+            checked(Event, spec_.name, getattr(event, spec_.name), f"events[{index}].{spec_.name}", source)
+    for lever in ("refining", "domestic_mining"):
+        region = getattr(scenario, lever).region
+        if region == scenario.shock.exporter:
+            raise ScenarioError(source, f"{lever}.region", region, f"a region other than the exporter {region}")
     if scenario.shock.exporter not in PRODUCERS:
         raise ScenarioError(source, "shock.exporter", scenario.shock.exporter, "a region that mines or separates")
     for pair in scenario.tension.pairs:

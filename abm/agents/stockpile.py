@@ -10,6 +10,9 @@ from abm.levers import Stockpile
 class StrategicStockpile(OxideSeller):
     """Holds a ``reserve`` [E] t outside the market for its region's manufacturers.
 
+    What it releases is offered in its region's market, where the region's own buyers are
+    served first; only what they do not take can go abroad.
+
     Each month, element by element: when its region's importers were short last month or
     the price has spiked (``price > release_price_ratio x`` its 12-month smoothed level) it
     offers ``target / release_months`` of the reserve in its region's market; otherwise it
