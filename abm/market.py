@@ -132,21 +132,27 @@ def clear_markets(
     return Clearing(contract_flow=contract_flow, spot_flow=spot_flow, export_cap_left=cap_left)
 
 
-def price_areas(allowed: np.ndarray, export_cap_left: np.ndarray, trade: np.ndarray) -> np.ndarray:
+def price_areas(
+    allowed: np.ndarray, export_cap_left: np.ndarray, trade: np.ndarray, unmet: np.ndarray
+) -> np.ndarray:
     """Which regions share one price this month, per element: [E, R, R] bool.
 
-    Two regions share a price when arbitrage links them: a link a -> b is *open* when
-    spot trade flowed from a to b this month, a may sell to b and a's export cap is not
-    exhausted, so a's sellers could still ship more to b's buyers. A binding quota (cap
-    exhausted) or a ban closes the link, and the exporter's domestic market becomes a
-    price zone of its own (the 2010 two-tier price). A link that carried nothing does not
-    tie prices: goods only flow from the cheaper side, and a region whose own supply
-    covers its buyers keeps its own price. Areas are the connected components of open
-    links. ``trade`` [E, R, R] t bought on the spot market between regions this month.
+    A link a -> b is *open* when a may sell to b and a's export cap is not exhausted: a's
+    sellers could still ship more to b's buyers, so b's price cannot stay above a's. When
+    both directions are open, arbitrage ties the two prices whether or not anything
+    moved. When only a -> b is open (b's own exports are capped or banned), it ties them
+    only if it is in use: spot trade flowed a -> b, or b's buyers still wanted more. So a
+    binding quota or a ban separates the exporter's domestic market into a price zone
+    of its own (the 2010 two-tier price), while importers' prices stay tied to its
+    cheaper domestic price only if they actually buy there. Areas are the connected
+    components of tied links. ``trade`` [E, R, R] t bought on the spot market between
+    regions this month; ``unmet`` [E, R] t buyers in each region wanted and did not get.
     """
     n_regions = trade.shape[1]
-    open_link = allowed & (export_cap_left[:, :, None] > TOLERANCE_T) & (trade > TOLERANCE_T)
-    linked = open_link | np.swapaxes(open_link, 1, 2) | np.eye(n_regions, dtype=bool)[None]
+    open_link = allowed & (export_cap_left[:, :, None] > TOLERANCE_T)
+    in_use = (trade > TOLERANCE_T) | (unmet[:, None, :] > TOLERANCE_T)
+    tied = (open_link & np.swapaxes(open_link, 1, 2)) | (open_link & in_use)
+    linked = tied | np.swapaxes(tied, 1, 2) | np.eye(n_regions, dtype=bool)[None]
     reach = linked.astype(float)
     for _ in range(int(np.ceil(np.log2(max(n_regions, 2))))):
         reach = np.minimum(reach @ reach, 1.0)

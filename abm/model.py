@@ -402,8 +402,9 @@ class RareEarthModel(mesa.Model):
         leftover = available - sold
         unmet = (want - received) @ self._buyer_onehot
         need = self._need_by_region
-        areas = price_areas(allowed, clearing.export_cap_left, spot_trade)
-        position = leftover - np.maximum(unmet, 0.0)
+        unmet = np.maximum(unmet, 0.0)
+        areas = price_areas(allowed, clearing.export_cap_left, spot_trade, unmet)
+        position = leftover - unmet
         self.regional_price = update_prices(
             self.regional_price, areas, need + available, position, self._previous_position, need,
             self.reference_price, self.market.price_adjustment, self.market.target_cover_months,

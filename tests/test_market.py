@@ -89,12 +89,22 @@ def test_binding_quota_splits_the_price_areas():
     clearing = _two_region_market(cap=20.0)
     trade = np.zeros((1, 2, 2))
     trade[0, 0, 1] = clearing.flow[0, 0, 1]
-    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade)
-    assert not areas[0, 0, 1]
+    unmet = np.array([[0.0, 30.0]])
+    assert not price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade, unmet)[0, 0, 1]
     free = _two_region_market(cap=INF)
-    areas_free = price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, trade)
-    assert areas_free[0, 0, 1]
-    assert not price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, np.zeros((1, 2, 2)))[0, 0, 1]
+    nothing = np.zeros((1, 2, 2))
+    assert price_areas(np.ones((1, 2, 2), bool), free.export_cap_left, nothing, np.zeros((1, 2)))[0, 0, 1]
+
+
+def test_a_one_way_link_ties_prices_only_when_used():
+    allowed = np.ones((1, 2, 2), bool)
+    capped = np.array([[0.0, INF]])  # region 0 cannot export; region 1 could sell to it
+    idle = price_areas(allowed, capped, np.zeros((1, 2, 2)), np.zeros((1, 2)))
+    assert not idle[0, 0, 1]
+    trade = np.zeros((1, 2, 2))
+    trade[0, 1, 0] = 5.0  # region 0 imports on the spot market
+    assert price_areas(allowed, capped, trade, np.zeros((1, 2)))[0, 0, 1]
+    assert price_areas(allowed, capped, np.zeros((1, 2, 2)), np.array([[3.0, 0.0]]))[0, 0, 1]
 
 
 def test_binding_quota_raises_world_price_and_lowers_domestic():
@@ -105,7 +115,7 @@ def test_binding_quota_raises_world_price_and_lowers_domestic():
     unmet = want - clearing.received
     trade = np.zeros((1, 2, 2))
     trade[0, 0, 1] = clearing.flow[0, 0, 1]
-    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade)
+    areas = price_areas(np.ones((1, 2, 2), bool), clearing.export_cap_left, trade, np.maximum(unmet, 0.0))
     price = np.array([[10.0, 10.0]])
     position = leftover - unmet
     new = update_prices(
