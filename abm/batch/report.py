@@ -7,6 +7,7 @@ is typed in. ``ema_results.tar.gz`` holds the runs as EMA Workbench's
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -194,7 +195,9 @@ def plot_sensitivity(indices: pd.DataFrame, path: Path) -> None:
 def write_ema(metrics: pd.DataFrame, path: Path) -> bool:
     """The runs as EMA Workbench results: experiments (factors, policy, seed) and outcomes."""
     try:
-        from ema_workbench import ScalarOutcome, save_results
+        with warnings.catch_warnings():  # it warns about optional parallel back-ends at import
+            warnings.simplefilter("ignore")
+            from ema_workbench import ScalarOutcome, save_results
     except ImportError:
         return False
     ok = metrics[metrics["status"] == "ok"].reset_index(drop=True)
