@@ -93,9 +93,14 @@ def test_a_failing_run_becomes_a_failed_record_and_is_retried_later(small_experi
     store.write_run(record, series)
     assert task.run_id not in store.finished()
     assert list(store.failures()["run_id"]) == [task.run_id]
+    store.consolidate()
+    table = pd.read_parquet(store.folder / "metrics.parquet")
+    assert table["status"].tolist() == ["failed"] and "quota_cut" in table["error"].item()
     good, good_series = run_task(task)
     store.write_run(good, good_series)
     assert task.run_id in store.finished() and store.failures().empty
+    store.consolidate()
+    assert pd.read_parquet(store.folder / "metrics.parquet")["status"].tolist() == ["ok"]
 
 
 def test_rerun_skips_finished_runs_and_refuses_a_store_of_another_experiment(small_experiment, tmp_path):

@@ -48,14 +48,17 @@ class Store:
         return done
 
     def write_run(self, record: dict[str, Any], series: pd.DataFrame | None) -> None:
-        """Persist one finished run; a failed run only goes to the status log."""
+        """Persist one finished run. A failed run is kept as a FAILED record (its own
+        part, which a later success replaces) and is retried by the next rerun."""
         self.parts.mkdir(parents=True, exist_ok=True)
+        run_id, row = record["run_id"], pd.DataFrame([record])
         if record["status"] == "ok":
-            run_id = record["run_id"]
             if series is not None:
                 atomic_write(self.parts / f"{run_id}.series.parquet", lambda h: series.to_parquet(h, index=False), binary=True)
-            row = pd.DataFrame([record])
             atomic_write(self.parts / f"{run_id}.metrics.parquet", lambda h: row.to_parquet(h, index=False), binary=True)
+            (self.parts / f"{run_id}.failed.parquet").unlink(missing_ok=True)
+        else:
+            atomic_write(self.parts / f"{run_id}.failed.parquet", lambda h: row.to_parquet(h, index=False), binary=True)
         self.log(record)
 
     def log(self, record: dict[str, Any]) -> None:
@@ -80,8 +83,12 @@ class Store:
         return pd.DataFrame([e for rid, e in latest.items() if e["status"] != "ok" and rid not in done])
 
     def consolidate(self) -> tuple[Path, Path]:
-        """Join the parts into the two tables (atomic writes; parts stay for resuming)."""
-        metrics_parts = sorted(self.parts.glob("*.metrics.parquet"))
+        """Join the parts into the two tables (atomic writes; parts stay for resuming).
+        ``metrics.parquet`` holds every planned run that ended: succeeded, or FAILED with
+        its error."""
+        done = self.finished()
+        failed = [p for p in sorted(self.parts.glob("*.failed.parquet")) if p.name.split(".")[0] not in done]
+        metrics_parts = sorted(self.parts.glob("*.metrics.parquet")) + failed
         metrics = pd.concat([pd.read_parquet(p) for p in metrics_parts], ignore_index=True) if metrics_parts else pd.DataFrame()
         if not metrics.empty:
             metrics = metrics.drop_duplicates("run_id").sort_values(["point_id", "policy", "replication"], ignore_index=True)
