@@ -142,9 +142,12 @@ def price_areas(
     both directions are open, arbitrage ties the two prices whether or not anything
     moved. When only a -> b is open (b's own exports are capped or banned), it ties them
     only if it is in use: spot trade flowed a -> b, or b's buyers still wanted more. So a
-    binding quota or a ban separates the exporter's domestic market into a price zone
-    of its own (the 2010 two-tier price), while importers' prices stay tied to its
-    cheaper domestic price only if they actually buy there. Areas are the connected
+    binding quota separates the exporter's domestic market into a price zone of its own
+    (the 2010 two-tier price), while importers' prices stay tied to its cheaper domestic
+    price only if they actually buy there. A ban on one destination does not separate
+    it: the destination stays tied to the exporter through third regions (each region
+    has one price and nobody re-exports), so the ban shows as the destination's
+    shortage rather than as its price premium (docs/ODD.md §8). Areas are the connected
     components of tied links. ``trade`` [E, R, R] t bought on the spot market between
     regions this month; ``unmet`` [E, R] t buyers in each region wanted and did not get.
     """

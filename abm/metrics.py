@@ -54,7 +54,8 @@ def resilience_loss(service: np.ndarray) -> float:
 
 def recovery_months(service: np.ndarray, start: int, threshold: float = 0.95) -> tuple[float, bool]:
     """Months from the first month at or after ``start`` with service below ``threshold``
-    until service is back at or above it; (0, False) when service never fell. The second
+    (the onset of the disruption, which may come after the shock starts) until service is
+    back at or above it; (0, False) when service never fell. The second
     value says the recovery was right-censored: still below at the end of the series,
     whose remaining length is then returned."""
     below = np.nonzero(np.asarray(service)[start:] < threshold)[0]

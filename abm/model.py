@@ -226,7 +226,7 @@ class RareEarthModel(mesa.Model):
         has_market = {s.region for s in self._sellers} | set(self.importing_regions)
         self.price_zones = tuple(c for c in self.exporters if c in has_market) + (WORLD,)
         importing = np.isin(np.array(self.regions), self.importing_regions)
-        self._world_regions = importing & (np.array(self.regions) != self.spec.shock.exporter)
+        self.world_regions = importing & (np.array(self.regions) != self.spec.shock.exporter)
         self._pairs = [pair.split("-") for pair in self.tension_pairs]
         self._importer_pair = [
             next((i for i, (a, x) in enumerate(self._pairs) if a == imp.region and x == self.spec.shock.exporter), None)
@@ -393,7 +393,7 @@ class RareEarthModel(mesa.Model):
             stock.receive(received[:, k])
 
         trade = clearing.flow @ self._buyer_onehot  # [E, R_from, R_to]
-        # Contracts move at agreed prices; only spot trade ties two regions' prices together.
+        # Contracts move at agreed prices: only spot trade counts as a link in use.
         spot_trade = clearing.spot_flow @ self._buyer_onehot
         exports = trade.sum(axis=2) - np.einsum("err->er", trade)
         for nation in self.nations:
@@ -401,7 +401,7 @@ class RareEarthModel(mesa.Model):
         self._collect_importers()
         leftover = available - sold
         unmet = (want - received) @ self._buyer_onehot
-        need = self._need_by_region
+        need = self.demand_by_region
         unmet = np.maximum(unmet, 0.0)
         areas = price_areas(allowed, clearing.export_cap_left, spot_trade, unmet)
         position = leftover - unmet
@@ -442,16 +442,16 @@ class RareEarthModel(mesa.Model):
         """[E, Z] posted prices: each exporter's domestic zone, then the world market:
         the need-weighted mean price paid by importers outside the dominant exporter."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
-        weight = self._need_by_region[:, self._world_regions] + 1e-12
-        world = (self.regional_price[:, self._world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
+        weight = self.demand_by_region[:, self.world_regions] + 1e-12
+        world = (self.regional_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
         return np.stack([*columns, world], axis=1)
 
     def _importing(self, attribute: str) -> np.ndarray:
         return self._by_region(self._per_importer(attribute))[:, self._importing_index]
 
     def _collect_importers(self) -> None:
-        self._need_by_region = self._by_region(self._per_importer("need"))
-        self.demand = self._need_by_region[:, self._importing_index]
+        self.demand_by_region = self._by_region(self._per_importer("need"))
+        self.demand = self.demand_by_region[:, self._importing_index]
         self.supply = self._importing("received")
         self.shortfall = self._importing("shortfall")
         self.stockpile = self._importing("stock")

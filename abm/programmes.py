@@ -128,7 +128,8 @@ class Programmes:
         if self.agreement_in_force:
             exporter = next(n for n in model.nations if n.code == spec.shock.exporter)
             guaranteed = spec.agreement.guaranteed_share * exporter.export_reference
-            world = model.trade_price[:, model._world_regions].mean(axis=1)
+            weight = model.demand_by_region[:, model.world_regions] + 1e-12
+            world = (model.trade_price[:, model.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
             cost["agreement"] = spec.agreement.premium * float(guaranteed @ world) * USD_PER_T_PER_USD_PER_KG
         if self.floor_in_force(month):
             floor = spec.price_floor

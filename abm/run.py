@@ -72,8 +72,9 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
 
     Per element (suffix ``_Nd`` ...): world price volatility, peak ratio and maximum
     drawdown; the dominant exporter's domestic price relative to the world's; unmet
-    demand outside the exporter (t, fraction, deepest month, resilience loss, months to
-    recover to 95 % service from the shock's start, right-censored at the horizon); the
+    demand outside the exporter (t, fraction, deepest month, resilience loss, months from
+    the first month below 95 % service at or after the shock's start until service is
+    back, right-censored at the horizon); the
     concentration of supply to importers outside the exporter (Herfindahl index,
     effective number of suppliers, share from the exporter). Without suffix: the same
     service figures for all elements weighted by their 2024 value, and policy costs.

@@ -190,7 +190,7 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
             checked(Event, spec_.name, getattr(event, spec_.name), f"events[{index}].{spec_.name}", source)
     for lever in ("refining", "domestic_mining"):
         region = getattr(scenario, lever).region
-        if region == scenario.shock.exporter:
+        if getattr(scenario, lever).tonnes_per_year > 0 and region == scenario.shock.exporter:
             raise ScenarioError(source, f"{lever}.region", region, f"a region other than the exporter {region}")
     if scenario.shock.exporter not in PRODUCERS:
         raise ScenarioError(source, "shock.exporter", scenario.shock.exporter, "a region that mines or separates")

@@ -10,8 +10,9 @@ from abm.levers import Stockpile
 class StrategicStockpile(OxideSeller):
     """Holds a ``reserve`` [E] t outside the market for its region's manufacturers.
 
-    What it releases is offered in its region's market, where the region's own buyers are
-    served first; only what they do not take can go abroad.
+    What it releases joins its region's sellers' stock and is sold like theirs: contract
+    deliveries (at home and abroad) first, then the region's own spot buyers, then
+    buyers abroad.
 
     Each month, element by element: when its region's importers were short last month or
     the price has spiked (``price > release_price_ratio x`` its 12-month smoothed level) it
