@@ -38,7 +38,8 @@ def _digest(value: Any, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
-def _salib_problem(experiment: Experiment) -> dict[str, Any]:
+def salib_problem(experiment: Experiment) -> dict[str, Any]:
+    """The factor ranges in the form SALib samples and analyses."""
     return {
         "num_vars": len(experiment.factors),
         "names": [f.name for f in experiment.factors],
@@ -52,7 +53,7 @@ def design_matrix(experiment: Experiment) -> list[dict[str, Any]]:
     if experiment.design == "full_factorial":
         names = [f.name for f in experiment.factors]
         return [dict(zip(names, levels)) for levels in itertools.product(*(f.levels for f in experiment.factors))]
-    problem = _salib_problem(experiment)
+    problem = salib_problem(experiment)
     if experiment.design == "latin_hypercube":
         from SALib.sample import latin
 

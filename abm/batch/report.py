@@ -151,14 +151,14 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def sensitivity_indices(metrics: pd.DataFrame, manifest: dict, experiment) -> pd.DataFrame | None:
+def sensitivity_indices(metrics: pd.DataFrame, experiment) -> pd.DataFrame | None:
     """Morris (mu*, sigma) or Sobol (S1, ST) indices of the headline outcomes, from the
     design rows in order, each row's outcome averaged over replications (no-policy arm)."""
     if experiment is None or experiment.design not in ("morris", "sobol"):
         return None
-    from abm.batch.plan import _salib_problem, design_matrix, point_id
+    from abm.batch.plan import salib_problem, design_matrix, point_id
 
-    problem = _salib_problem(experiment)
+    problem = salib_problem(experiment)
     rows = design_matrix(experiment)
     base = metrics[metrics["policy"] == NO_POLICY].groupby("point_id").mean(numeric_only=True)
     matrix = np.array([[row[f.name] for f in experiment.factors] for row in rows], dtype=float)
@@ -248,7 +248,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     written += plot_policies(summary, gained, figures)
     if plot_quota_response(summary, figures / "quota_response.png"):
         written.append(figures / "quota_response.png")
-    indices = sensitivity_indices(ok, manifest, experiment)
+    indices = sensitivity_indices(ok, experiment)
     if indices is not None:
         atomic_write(folder / "sensitivity_indices.csv", lambda h: indices.to_csv(h, index=False))
         plot_sensitivity(indices, figures / "sensitivity.png")
