@@ -11,6 +11,7 @@ not in one jump (Sprecher et al. 2017).
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def prorata_fill(
     return flow
 
 
-@dataclass(frozen=True)
+@dataclass
 class Clearing:
     """One month's trade in every element."""
 
@@ -70,7 +71,7 @@ class Clearing:
     spot_flow: np.ndarray  # [E, R, B] t bought on the spot market
     export_cap_left: np.ndarray  # [E, R] t the region could still have exported
 
-    @property
+    @cached_property
     def flow(self) -> np.ndarray:
         return self.contract_flow + self.spot_flow
 

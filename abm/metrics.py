@@ -7,6 +7,8 @@ arrays, so they apply equally to one run and to a stack of replications.
 import numpy as np
 
 MONTHS_PER_YEAR = 12
+# A price in USD/kg times tonnes gives thousands of USD.
+USD_PER_T_PER_USD_PER_KG = 1000.0
 
 
 def annualised_volatility(price: np.ndarray) -> float:

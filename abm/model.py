@@ -250,7 +250,7 @@ class RareEarthModel(mesa.Model):
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
-        self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t since the start
+        self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t delivered to importers so far
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
         self.trade_price = self.regional_price.copy()
@@ -413,12 +413,13 @@ class RareEarthModel(mesa.Model):
         self._previous_position = position
         # A region with no market of its own (mines only) quotes the world price.
         idle = (need + available).sum(axis=0) <= 0
-        self.regional_price[:, idle] = self._zone_prices()[:, -1:]
+        self.regional_price[:, idle] = self.world_price(self.regional_price)[:, None]
         self.price = self._zone_prices()
         self.supply_by_origin = sold
         self.exports = exports[:, [n.region_index for n in self.nations]]
         self.trade = trade
-        self.cumulative_trade += trade
+        # Supply to manufacturers only: a stockpile's purchases are not yet use.
+        self.cumulative_trade += clearing.flow[:, :, : len(self._importers)] @ self._importer_onehot
         # A link is restricted when a ban closes it or its exporter's quota is used up.
         quota_binding = np.isfinite(export_cap) & (clearing.export_cap_left <= 1e-9)
         self.restricted = ~allowed | quota_binding[:, :, None]
@@ -442,9 +443,12 @@ class RareEarthModel(mesa.Model):
         """[E, Z] posted prices: each exporter's domestic zone, then the world market:
         the need-weighted mean price paid by importers outside the dominant exporter."""
         columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
+        return np.stack([*columns, self.world_price(self.regional_price)], axis=1)
+
+    def world_price(self, regional_price: np.ndarray) -> np.ndarray:
+        """[E] the world market's price: need-weighted over importers outside the exporter."""
         weight = self.demand_by_region[:, self.world_regions] + 1e-12
-        world = (self.regional_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
-        return np.stack([*columns, world], axis=1)
+        return (regional_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
 
     def _importing(self, attribute: str) -> np.ndarray:
         return self._by_region(self._per_importer(attribute))[:, self._importing_index]

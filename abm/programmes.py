@@ -11,9 +11,8 @@ gained is a paired comparison under common random numbers.
 import numpy as np
 
 from abm.levers import LEVER_SECTIONS, mine_online_month, ramp, refinery_online_month, substitution_target
+from abm.metrics import USD_PER_T_PER_USD_PER_KG
 from abm.scenario import Scenario
-
-USD_PER_T_PER_USD_PER_KG = 1000.0
 
 
 class Programmes:
@@ -128,8 +127,7 @@ class Programmes:
         if self.agreement_in_force:
             exporter = next(n for n in model.nations if n.code == spec.shock.exporter)
             guaranteed = spec.agreement.guaranteed_share * exporter.export_reference
-            weight = model.demand_by_region[:, model.world_regions] + 1e-12
-            world = (model.trade_price[:, model.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
+            world = model.world_price(model.trade_price)
             cost["agreement"] = spec.agreement.premium * float(guaranteed @ world) * USD_PER_T_PER_USD_PER_KG
         if self.floor_in_force(month):
             floor = spec.price_floor

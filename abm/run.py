@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 
 from abm.metrics import (
+    USD_PER_T_PER_USD_PER_KG,
     annualised_volatility, herfindahl, max_drawdown, peak_to_base_ratio, recovery_months, resilience_loss,
     service_level, shortfall_depth, shortfall_fraction,
 )
-from abm.model import ALL, RECORDED, WITHOUT_ELEMENT, WORLD, RareEarthModel
+from abm.model import ALL, RECORDED, WITHOUT_ELEMENT, WORLD, RareEarthModel, resolve_scenario
 from abm.scenario import Scenario
 SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
 
@@ -118,7 +119,7 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     metrics["resilience_loss_months"] = resilience_loss(service)
     metrics["recovery_months"], censored = recovery_months(service, start)
     metrics["recovery_censored"] = float(censored)
-    metrics["unserved_value_usd"] = float((short_out @ value).sum() * 1000.0)
+    metrics["unserved_value_usd"] = float((short_out @ value).sum() * USD_PER_T_PER_USD_PER_KG)
     metrics["shortfall_outside_exporter_t"] = float(short_out.sum())
     metrics["mean_tension"] = float(np.mean(recorded["tension"]))
     policy_cost = np.asarray(recorded["policy_cost"])  # [T, levers] USD
@@ -128,11 +129,17 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     return metrics
 
 
-def run_scenario(scenario: Scenario, seed: int) -> RunResult:
-    """Run ``scenario`` to its horizon with ``seed``; the same pair always gives the same result."""
-    model = RareEarthModel(rng=seed, scenario=scenario)
+def run_model(scenario: Scenario, seed: int) -> RareEarthModel:
+    """A model of ``scenario`` with ``seed``, stepped to its horizon."""
+    model = RareEarthModel(rng=int(seed), scenario=scenario)
     while model.running:
         model.step()
+    return model
+
+
+def run_scenario(scenario: Scenario, seed: int) -> RunResult:
+    """Run ``scenario`` to its horizon with ``seed``; the same pair always gives the same result."""
+    model = run_model(scenario, seed)
     return RunResult(scenario=model.spec, seed=seed, series=tidy_series(model), metrics=run_metrics(model))
 
 
@@ -143,10 +150,4 @@ def evaluate(seed: int = 0, scenario: Scenario | str | None = None, **params: ob
     (``market.short_run_elasticity``); ``scenario`` is the base (a path or Scenario, default
     the built-in defaults). EMA Workbench calls it as ``Model("ree", function=evaluate)``.
     """
-    from abm.model import resolve_scenario
-
-    base = resolve_scenario(scenario).with_settings(params)
-    model = RareEarthModel(rng=int(seed), scenario=base)
-    while model.running:
-        model.step()
-    return run_metrics(model)
+    return run_metrics(run_model(resolve_scenario(scenario).with_settings(params), seed))

@@ -150,6 +150,13 @@ class Scenario:
         return scenario
 
 
+def setting_type(name: str) -> type:
+    """The Python type of a setting (a model keyword or a ``section.key``)."""
+    section, key = _setting_path(name, None, "setting")
+    owner = Scenario if section is None else _SECTIONS[section]
+    return next(f.type for f in dataclasses.fields(owner) if f.name == key)
+
+
 def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None, str]:
     if name in KEYWORD_PATHS:
         return KEYWORD_PATHS[name]

@@ -155,3 +155,14 @@ def test_ema_workbench_drives_evaluate_and_reads_the_stored_results(small_experi
     stored_experiments, stored_outcomes = ema.load_results(str(out / "ema_results.tar.gz"))
     assert len(stored_experiments) == 8 and set(stored_experiments["policy"]) == {"none", "stockpile"}
     assert stored_outcomes["shortfall_outside_exporter_t"].shape == (8,)
+
+
+def test_sampled_factors_are_rounded_only_when_the_setting_is_a_whole_number(tmp_path):
+    path = tmp_path / "lhs.toml"
+    path.write_text(
+        f'name = "lhs"\nscenario = "{(EXPERIMENTS / "quota_shock.toml").as_posix()}"\ndesign = "latin_hypercube"\n'
+        'samples = 8\n[factors]\nquota_cut = {low = 0, high = 1}\nshock_months = {low = 6, high = 36}\n'
+    )
+    points = [t.point for t in plan_runs(load_experiment(path))]
+    assert len({p["quota_cut"] for p in points}) == 8 and not all(float(p["quota_cut"]).is_integer() for p in points)
+    assert all(isinstance(p["shock_months"], int) and 6 <= p["shock_months"] <= 36 for p in points)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from abm import RareEarthModel, Scenario, load_scenario, run_scenario
 from abm.run import tidy_series
 from abm.scenario import Event
-from tests.conftest import EXPERIMENTS, finished_model
+from tests.conftest import EXPERIMENTS, finished_model, mass_balance_error
 
 # The shock in quota_shock.toml covers months 12-35; month m is recorded at step m + 1.
 SHOCK_STEPS = slice(13, 37)
@@ -23,20 +23,9 @@ def _table(series: pd.DataFrame, variable: str) -> pd.DataFrame:
     return data.pivot(index="step", columns=["element", "region"], values="value")
 
 
-def _mass_balance_error(series: pd.DataFrame) -> np.ndarray:
-    """|mined + recycled - consumed - losses - change in stocks| / (mined + recycled), per step and element."""
-    def by_element(variable):
-        return series[series["variable"] == variable].groupby(["step", "element"], observed=True)["value"].sum().unstack()
-
-    inflow = by_element("mined") + by_element("recycled")
-    stocks = by_element("stocks")
-    residual = inflow - by_element("consumed") - by_element("losses") - stocks.diff()
-    return (residual.abs() / inflow).iloc[1:].to_numpy()
-
-
 def test_mass_balance_closes_every_step_for_every_element(baseline_run, shock_run):
     for run in (baseline_run, shock_run):
-        assert np.nanmax(_mass_balance_error(run.series)) <= 1e-9
+        assert np.nanmax(mass_balance_error(run.series)) <= 1e-9
 
 
 @settings(max_examples=12, deadline=None)
@@ -53,7 +42,7 @@ def test_mass_balance_and_positivity_hold_under_random_shocks(seed, quota_cut, s
         shock_months=shock_months, tension_volatility=tension_volatility,
     )
     series = tidy_series(model)
-    assert np.nanmax(_mass_balance_error(series)) <= 1e-9
+    assert np.nanmax(mass_balance_error(series)) <= 1e-9
     for variable in ("price", "stocks", "stockpile", "supply", "shortfall"):
         assert (series.loc[series["variable"] == variable, "value"] >= -1e-9).all(), variable
 

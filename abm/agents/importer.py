@@ -4,6 +4,7 @@ import mesa
 import numpy as np
 
 from abm.levers import Contracts
+from abm.metrics import USD_PER_T_PER_USD_PER_KG
 from abm.scenario import MarketParameters
 
 
@@ -61,8 +62,6 @@ class Importer(mesa.Agent):
         self.shortfall = np.zeros_like(self.base_need)
         self.spend = np.zeros_like(self.base_need)  # [E] USD this month
         self.contract_received = np.zeros_like(self.base_need)
-        self.contract_volume = np.zeros((len(self.base_need), len(contract_book)))  # [E, R]
-        self.contract_price = reference_price.copy()
         self.contract_months_left = contract_months_left
         self._sign_contracts(reference_price)
         # Consumption one lifetime ago and since, so end-of-life scrap flows from month 0.
@@ -101,7 +100,8 @@ class Importer(mesa.Agent):
         """Use what arrived and what is in stock; what need is left unserved is shortfall."""
         self.received = received
         self.contract_received = contract_received
-        self.spend = (contract_received * self.contract_price + (received - contract_received) * price) * 1000.0
+        spot = received - contract_received
+        self.spend = (contract_received * self.contract_price + spot * price) * USD_PER_T_PER_USD_PER_KG
         available = self.stock + received
         self.consumed = np.minimum(self.need, available)
         self.stock = available - self.consumed

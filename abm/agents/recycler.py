@@ -5,6 +5,7 @@ import numpy as np
 
 from abm.agents.seller import OxideSeller
 from abm.levers import collection_share
+from abm.metrics import USD_PER_T_PER_USD_PER_KG
 
 
 class Recycler(OxideSeller):
@@ -37,4 +38,4 @@ class Recycler(OxideSeller):
     @property
     def subsidy_usd(self) -> float:
         """What the programme paid this month: subsidy x oxide recovered."""
-        return float(self.subsidy_usd_per_kg * self.recycled.sum() * 1000.0)
+        return float(self.subsidy_usd_per_kg * self.recycled.sum() * USD_PER_T_PER_USD_PER_KG)

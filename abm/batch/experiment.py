@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from abm.model import RECORDED
-from abm.scenario import Scenario, ScenarioError, load_scenario
+from abm.scenario import Scenario, ScenarioError, load_scenario, setting_type
 
 DESIGNS = ("full_factorial", "latin_hypercube", "sobol", "morris")
 NO_POLICY = "none"
@@ -90,10 +90,10 @@ def _factor(name: str, spec: Any, design: str, base: Scenario, source: Path) -> 
         source, key, spec, "a range {low = ..., high = ...}",
     )
     _expect(spec["low"] < spec["high"], source, key, spec, "low < high (a range that is not empty)")
-    integer = _is_int(spec["low"]) and _is_int(spec["high"])
     for end in (spec["low"], spec["high"]):
         base.with_settings({name: end}, source=f"{source}: {key}")
-    return Factor(name=name, low=float(spec["low"]), high=float(spec["high"]), integer=integer)
+    # Sampled values are rounded only for settings that are whole numbers (months).
+    return Factor(name=name, low=float(spec["low"]), high=float(spec["high"]), integer=setting_type(name) is int)
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -24,21 +24,23 @@ from abm.batch.store import Store
 from abm.scenario import ScenarioError
 
 
-def run_task(task: RunTask) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """One run: its record (design, seed, status, timing, metrics) and recorded series."""
-    from abm.model import RareEarthModel
-    from abm.run import run_metrics, tidy_series
-
-    started = time.perf_counter()
-    record: dict[str, Any] = {
+def _base_record(task: RunTask) -> dict[str, Any]:
+    """What identifies a run in every record, succeeded or failed."""
+    return {
         "run_id": task.run_id, "point_id": task.point_id, "policy": task.policy,
         "replication": task.replication, "seed": task.seed,
         **{f"factor.{name}": value for name, value in task.point.items()},
     }
+
+
+def run_task(task: RunTask) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """One run: its record (design, seed, status, timing, metrics) and recorded series."""
+    from abm.run import run_metrics, run_model, tidy_series
+
+    started = time.perf_counter()
+    record = _base_record(task)
     try:
-        model = RareEarthModel(rng=task.seed, scenario=task.scenario.with_settings(task.settings))
-        while model.running:
-            model.step()
+        model = run_model(task.scenario.with_settings(task.settings), task.seed)
         series = tidy_series(model)
         series = series[series["variable"].isin(task.series_variables) & (series["step"] % task.record_every == 0)]
         series.insert(0, "run_id", task.run_id)
@@ -88,7 +90,8 @@ def run_batch(
         raise ScenarioError(out, "store", str(out), "a store made by this experiment file (use another --out)")
     tasks = plan_runs(experiment)
     store.clear_unfinished_writes()
-    todo = [t for t in tasks if t.run_id not in store.finished()]
+    done = store.finished()
+    todo = [t for t in tasks if t.run_id not in done]
     started = time.time()
     with open_executor(executor, workers, scheduler) as pool:  # validates the executor before writing
         manifest = {
@@ -121,8 +124,8 @@ def _execute(pool, todo: list[RunTask], store: Store, progress: bool, total: int
         try:
             record, series = future.result()
         except Exception as error:  # noqa: BLE001 - a worker that died
-            record, series = {"run_id": task.run_id, "policy": task.policy, "replication": task.replication,
-                              "status": "failed", "error": f"{type(error).__name__}: {error}", "seconds": np.nan}, None
+            record = {**_base_record(task), "status": "failed", "error": f"{type(error).__name__}: {error}", "seconds": np.nan}
+            series = None
         store.write_run(record, series)
         failures += record["status"] != "ok"
         bar.set_postfix(failed=failures)

@@ -87,7 +87,17 @@ def _share_matrix(
 
 @cache
 def load_calibration() -> Calibration:
-    """Read and check every table once per process."""
+    """Read and check every table once per process. Its arrays are shared by every model
+    in the process, so they are read-only: a model that modified one would change the
+    next run's inputs."""
+    calibration = _read_calibration()
+    for value in vars(calibration).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    return calibration
+
+
+def _read_calibration() -> Calibration:
     element_rows = _rows("elements.csv")
     elements = tuple(r["element"] for r in element_rows)
     regions = tuple(r["region"] for r in _rows("regions.csv"))
