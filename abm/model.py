@@ -148,10 +148,14 @@ class RareEarthModel(mesa.Model):
             producers.add(spec.domestic_mining.region)
         for nation in sorted(producers, key=index.get):
             i = index[nation]
-            ExportingNation(
+            built = ExportingNation(
                 self, nation, i, mines.get(nation, np.zeros(len(self.deposits))) / 12.0,
                 calibration.basket, self.reference_price, reference_exports=np.maximum(surplus[i], 0.0),
             )
+            new_mines = spec.domestic_mining
+            if new_mines.tonnes_per_year > 0 and nation == new_mines.region:
+                built.plan(self.deposits.index(new_mines.deposit), new_mines.tonnes_per_year / 12.0,
+                           self.programmes.mine_online, new_mines.ramp_months)
 
         lifetimes = np.rint(calibration.product_lifetime_years * 12).astype(int)
         contract_start = self.rng.integers(0, spec.contracts.months, size=demand.shape[:2])
@@ -227,9 +231,9 @@ class RareEarthModel(mesa.Model):
         self.price_zones = tuple(c for c in self.exporters if c in has_market) + (WORLD,)
         importing = np.isin(np.array(self.regions), self.importing_regions)
         self.world_regions = importing & (np.array(self.regions) != self.spec.shock.exporter)
-        self._pairs = [pair.split("-") for pair in self.tension_pairs]
+        pairs = self.spec.tension.parsed_pairs
         self._importer_pair = [
-            next((i for i, (a, x) in enumerate(self._pairs) if a == imp.region and x == self.spec.shock.exporter), None)
+            next((i for i, (a, x) in enumerate(pairs) if a == imp.region and x == self.spec.shock.exporter), None)
             for imp in self._importers
         ]
         substitution = self.spec.substitution
@@ -242,7 +246,7 @@ class RareEarthModel(mesa.Model):
         self._previous_position = np.zeros((n_elements, n_regions))
         for seller in self._sellers:
             self._previous_position[:, seller.region_index] += seller.oxide
-        self.tension = np.full(len(self._pairs), self.spec.tension.mean)
+        self.tension = np.full(len(pairs), self.spec.tension.mean)
         self._collect_importers()
         self.price = self._zone_prices()
         self.quota = np.full((n_elements, len(self.exporters)), np.nan)
@@ -284,9 +288,9 @@ class RareEarthModel(mesa.Model):
         export cap and bans; scripted outages and partner disruptions take effect."""
         programmes = self.programmes
         self.tension = evolve_tension(
-            self.tension, self.spec.tension, self.rng, mean=programmes.tension_means(self.tension_pairs)
+            self.tension, self.spec.tension, self.rng, mean=programmes.tension_means()
         )
-        self.tension = programmes.check_breach(self.tension, self.tension_pairs, self.month)
+        self.tension = programmes.check_breach(self.tension, self.month)
         rules = export_rules(
             self.spec, self.month, self.tension, self.regions, self.elements, self.deposits,
             guaranteed_share=programmes.guaranteed_share(),
@@ -307,21 +311,14 @@ class RareEarthModel(mesa.Model):
         self.quota[np.isinf(self.quota)] = np.nan
 
     def _produce(self) -> None:
-        """Mines run on the price producers get at home, a price floor included; new
-        domestic mines add output once permitted and built."""
+        """Mines run on the price producers get at home, a price floor included."""
         floor = self.spec.price_floor
         floor_on = self.programmes.floor_in_force(self.month)
         covered = np.isin(self.elements, floor.elements)
-        new_mines = self.spec.domestic_mining
         for nation in self.nations:
             price = self.regional_price[:, nation.region_index]
             if floor_on and nation.code == floor.region:
                 price = np.where(covered, np.maximum(price, floor.usd_per_kg), price)
-            if new_mines.tonnes_per_year > 0 and nation.code == new_mines.region:
-                nation.project_capacity = np.zeros(len(self.deposits))
-                nation.project_capacity[self.deposits.index(new_mines.deposit)] = (
-                    new_mines.tonnes_per_year / 12.0 * self.programmes.new_mine_share(self.month)
-                )
             nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
 
     def _trade_concentrate(self) -> None:

@@ -93,7 +93,7 @@ def export_rules(
             outage[row, column] = max(outage[row, column], event.cut)
 
     params = scenario.tension
-    pairs = [pair.split("-") for pair in params.pairs]
+    pairs = params.parsed_pairs
     for exporter in {exporter for _, exporter in pairs}:
         own = [i for i, (_, x) in enumerate(pairs) if x == exporter]
         row = regions.index(exporter)

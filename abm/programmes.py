@@ -10,7 +10,7 @@ gained is a paired comparison under common random numbers.
 
 import numpy as np
 
-from abm.levers import LEVER_SECTIONS, mine_online_month, ramp, refinery_online_month, substitution_target
+from abm.levers import LEVER_SECTIONS, mine_online_month, refinery_online_month, substitution_target
 from abm.metrics import USD_PER_T_PER_USD_PER_KG
 from abm.scenario import Scenario
 
@@ -27,6 +27,10 @@ class Programmes:
         self.mine_online = mine_online_month(spec.domestic_mining, self.review_delayed)
         self.refinery_online = refinery_online_month(spec.refining)
         self.agreement_in_force = spec.agreement.enabled
+        exporter = spec.shock.exporter
+        self._agreement_pairs = np.array(
+            [x == exporter and a in spec.agreement.regions for a, x in spec.tension.parsed_pairs], dtype=bool
+        )
         self.agreement_breached_at: int | None = None
         self._rng = rng
         self._partner_outage_left = np.zeros(len(spec.partnership.partners), dtype=int)
@@ -34,17 +38,17 @@ class Programmes:
         self.cost = np.zeros(len(self.names))
 
     # ------------------------------------------------------------- policy stage
-    def tension_means(self, pairs: tuple[str, ...]) -> np.ndarray:
+    def tension_means(self) -> np.ndarray:
         """Level each pair's tension reverts to: lower for the agreement's partners while it holds."""
-        means = np.full(len(pairs), self.spec.tension.mean)
+        means = np.full(len(self._agreement_pairs), self.spec.tension.mean)
         if self.agreement_in_force:
-            means[self._agreement_pairs(pairs)] -= self.spec.agreement.tension_relief
+            means[self._agreement_pairs] -= self.spec.agreement.tension_relief
         return np.clip(means, 0.0, 1.0)
 
-    def check_breach(self, tension: np.ndarray, pairs: tuple[str, ...], month: int) -> np.ndarray:
+    def check_breach(self, tension: np.ndarray, month: int) -> np.ndarray:
         """Break the agreement for good when tension with a partner passes the threshold;
         the breach itself raises tension with every partner."""
-        covered = self._agreement_pairs(pairs)
+        covered = self._agreement_pairs
         lever = self.spec.agreement
         if self.agreement_in_force and (tension[covered] > lever.breach_threshold).any():
             self.agreement_in_force = False
@@ -55,12 +59,6 @@ class Programmes:
 
     def guaranteed_share(self) -> float:
         return self.spec.agreement.guaranteed_share if self.agreement_in_force else 0.0
-
-    def _agreement_pairs(self, pairs: tuple[str, ...]) -> np.ndarray:
-        exporter = self.spec.shock.exporter
-        return np.array(
-            [p.split("-")[1] == exporter and p.split("-")[0] in self.spec.agreement.regions for p in pairs], dtype=bool
-        )
 
     def partner_availability(self) -> dict[str, float]:
         """Share of capacity each partner keeps this month; disruptions start at random.
@@ -77,11 +75,6 @@ class Programmes:
         return {p: 1.0 - lever.outage_cut * d for p, d in zip(lever.partners, disrupted)}
 
     # ------------------------------------------------------------ supply stage
-    def new_mine_share(self, month: int) -> float:
-        """Share of the domestic-mining lever's capacity running this month."""
-        lever = self.spec.domestic_mining
-        return ramp(month, self.mine_online, lever.ramp_months) if lever.tonnes_per_year > 0 else 0.0
-
     def floor_in_force(self, month: int) -> bool:
         lever = self.spec.price_floor
         return lever.usd_per_kg > 0 and lever.start <= month < lever.start + lever.months

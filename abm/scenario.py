@@ -11,6 +11,7 @@ import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,11 @@ class TensionParameters:
     max_tension_cut: float = csv_default("tension", "max_tension_cut", SHARE)
     ban_threshold: float = csv_default("tension", "ban_threshold", SHARE)
     ban_elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Dy", "Tb"))
+
+    @cached_property
+    def parsed_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Each pair as (partner, restricting exporter), e.g. ("US", "CN")."""
+        return tuple(tuple(pair.split("-")) for pair in self.pairs)
 
 
 @dataclass(frozen=True)

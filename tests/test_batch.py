@@ -10,7 +10,6 @@ import pytest
 
 from abm import ScenarioError, evaluate
 from abm.batch import load_experiment, plan_runs, run_batch
-from abm.batch.plan import RunTask
 from abm.batch.report import write_report
 from abm.batch.runner import run_task
 from abm.batch.store import Store

@@ -4,11 +4,10 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abm import RareEarthModel, Scenario, load_scenario, run_scenario
+from abm import Scenario, load_scenario, run_scenario
 from abm.run import tidy_series
 from abm.scenario import Event
 from tests.conftest import EXPERIMENTS, finished_model, mass_balance_error

@@ -3,6 +3,8 @@
 import mesa
 import numpy as np
 
+from abm.levers import ramp
+
 
 class ExportingNation(mesa.Agent):
     """Mines fixed baskets of elements and decides how much of its oxide may leave.
@@ -43,6 +45,7 @@ class ExportingNation(mesa.Agent):
         self.mined = np.zeros(basket.shape[1])
         self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
         self.project_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of new mines running
+        self._project: tuple[int, float, int, int] | None = None  # deposit, t / month, online, ramp
         self.concentrate_total = 0.0  # t REO incl. elements not modelled
 
     def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
@@ -77,5 +80,19 @@ class ExportingNation(mesa.Agent):
         self._export_history = np.where(unrestricted[None, :], shifted, self._export_history)
         self.export_reference = self._export_history.mean(axis=0)
 
+    def plan(self, deposit: int, capacity: float, online_month: int, ramp_months: int) -> None:
+        """New mines of one deposit type: ``capacity`` t REO/month from ``online_month``,
+        ramping up; not part of the trend growth of existing capacity."""
+        self._project = (deposit, capacity, online_month, ramp_months)
+        self._commission(self.model.month)
+
+    def _commission(self, month: int) -> None:
+        deposit, capacity, online_month, ramp_months = self._project
+        self.project_capacity = np.zeros_like(self.mine_capacity)
+        self.project_capacity[deposit] = capacity * ramp(month, online_month, ramp_months)
+
     def grow(self, monthly_factor: float) -> None:
+        """Set next month's capacity: trend growth of existing mines, new mines' ramp."""
         self.mine_capacity = self.mine_capacity * monthly_factor
+        if self._project is not None:
+            self._commission(self.model.month + 1)
