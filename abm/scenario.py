@@ -15,18 +15,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
 from abm.levers import (
     LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, Contracts, DomesticMining, Partnership, PriceFloor,
     Recycling, Refining, Stockpile, Substitution,
 )
 from abm.schema import (
-    DEPOSIT, ELEMENT_LIST, ELEMENTS, MINES, NON_NEGATIVE, POSITIVE, PRODUCER, PRODUCERS, REGION, REGIONS, SHARE,
+    DEPOSIT, ELEMENT_LIST, ELEMENTS, NON_NEGATIVE, POSITIVE, PRODUCER, REGION, REGIONS, SHARE,
     ScenarioError, at_least, at_most, between, build, checked, csv_default, one_of, optional, spec,
 )
 
 __all__ = ["Event", "MarketParameters", "Scenario", "ScenarioError", "Shock", "TensionParameters", "load_scenario"]
 
-EVENT_KINDS = ("quota", "ban", "outage")
+EVENT_KINDS = ("quota", "ban", "outage", "export_tax")
 
 
 def _pair(value: str) -> str | None:
@@ -59,6 +60,7 @@ class MarketParameters:
     hoarding_response: float = csv_default("market", "hoarding_response", NON_NEGATIVE)
     separation_yield: float = csv_default("market", "separation_yield", between(1e-6, 1.0))
     collection_rate: float = csv_default("market", "collection_rate", SHARE)
+    smuggling_share: float = csv_default("market", "smuggling_share", SHARE)
     capacity_growth_per_year: float = csv_default("market", "capacity_growth_per_year", between(-0.5, 1.0))
 
 
@@ -98,9 +100,12 @@ class Shock:
 @dataclass(frozen=True)
 class Event:
     """A scripted event from month ``start`` for ``months`` months, by ``nation``:
-    ``quota`` withholds ``cut`` of its exports of ``elements``; ``ban`` stops exports of
-    ``elements`` to ``destination``; ``outage`` takes ``cut`` of the output of its mines
-    of type ``deposit`` (a disaster, a strike, a border closure)."""
+    ``quota`` withholds ``cut`` of its exports of ``elements`` or, when
+    ``tonnes_per_year`` is set, caps its exports of ``elements`` together at that many
+    tonnes of REO a year (a historical quota in tonnes, as China's 2009-2014 quotas);
+    ``ban`` stops exports of ``elements`` to ``destination``; ``outage`` takes ``cut`` of
+    the output of its mines of type ``deposit`` (a disaster, a strike, a border
+    closure); ``export_tax`` levies ``rate`` (ad valorem) on its exports of ``elements``."""
 
     kind: str = spec(one_of(EVENT_KINDS, "an event kind"))
     nation: str = spec(PRODUCER)
@@ -110,6 +115,8 @@ class Event:
     destination: str = spec(optional(REGION), default="")
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=ELEMENTS)
     deposit: str = spec(optional(DEPOSIT), default="")
+    tonnes_per_year: float = spec(NON_NEGATIVE, default=0.0)
+    rate: float = spec(between(0.0, 10.0), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,10 @@ class Scenario:
 
     name: str = spec(lambda v: None if v.strip() else "a non-empty name", default="baseline")
     description: str = ""
+    base_year: int = spec(
+        lambda v: None if v in BASE_YEARS else f"a base year with a calibration in abm/data: {BASE_YEARS}",
+        default=DEFAULT_BASE_YEAR,
+    )
     start_year: int = spec(between(1900, 2200), default=2025)
     horizon_months: int = spec(at_least(1), default=240)
     market: MarketParameters = field(default_factory=MarketParameters)
@@ -205,13 +216,19 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
         region = getattr(scenario, lever).region
         if getattr(scenario, lever).tonnes_per_year > 0 and region == scenario.shock.exporter:
             raise ScenarioError(source, f"{lever}.region", region, f"a region other than the exporter {region}")
-    if scenario.shock.exporter not in PRODUCERS:
-        raise ScenarioError(source, "shock.exporter", scenario.shock.exporter, "a region that mines or separates")
+    calibration = load_calibration(scenario.base_year)
+    producers = calibration.producers
+    mines = {(n, d) for n, d, _ in calibration.mines}
+    if scenario.shock.exporter not in producers:
+        raise ScenarioError(
+            source, "shock.exporter", scenario.shock.exporter,
+            f"a region that mines or separates in base year {scenario.base_year} ({', '.join(producers)})",
+        )
     for pair in scenario.tension.pairs:
         restrictor = pair.split("-")[1]
-        if restrictor not in PRODUCERS:
+        if restrictor not in producers:
             raise ScenarioError(
-                source, "tension.pairs", pair, f"a pair whose second region mines or separates ({', '.join(PRODUCERS)})"
+                source, "tension.pairs", pair, f"a pair whose second region mines or separates ({', '.join(producers)})"
             )
     if scenario.shock.start >= scenario.horizon_months and scenario.shock.quota_cut > 0:
         raise ScenarioError(
@@ -219,15 +236,24 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
             f"a month before the horizon ({scenario.horizon_months})",
         )
     for index, event in enumerate(scenario.events):
-        if event.nation not in PRODUCERS:
-            raise ScenarioError(source, f"events[{index}].nation", event.nation, "a region that mines or separates")
+        if event.nation not in producers:
+            raise ScenarioError(
+                source, f"events[{index}].nation", event.nation,
+                f"a region that mines or separates in base year {scenario.base_year} ({', '.join(producers)})",
+            )
         if event.kind == "ban" and event.destination == "":
             raise ScenarioError(source, f"events[{index}].destination", "", "a region for a ban")
-        if event.kind == "outage" and (event.nation, event.deposit) not in MINES:
-            mined_there = sorted(d for n, d in MINES if n == event.nation) or ["none"]
+        if event.kind == "outage" and (event.nation, event.deposit) not in mines:
+            mined_there = sorted(d for n, d in mines if n == event.nation) or ["none"]
             raise ScenarioError(
                 source, f"events[{index}].deposit", event.deposit,
                 f"a deposit type {event.nation} mines ({', '.join(mined_there)})",
+            )
+        if event.kind == "export_tax" and event.rate <= 0:
+            raise ScenarioError(source, f"events[{index}].rate", event.rate, "a tax rate > 0 for an export_tax")
+        if event.tonnes_per_year > 0 and event.kind != "quota":
+            raise ScenarioError(
+                source, f"events[{index}].tonnes_per_year", event.tonnes_per_year, "no tonnage except on a quota"
             )
         if event.destination == event.nation:
             raise ScenarioError(

@@ -12,18 +12,20 @@ from dataclasses import field, fields
 from pathlib import Path
 from typing import Any
 
-from abm.data import load_calibration
+from abm.data import BASE_YEARS, load_calibration
 
 CALIBRATION = load_calibration()
 ELEMENTS: tuple[str, ...] = CALIBRATION.elements
 REGIONS: tuple[str, ...] = CALIBRATION.regions
 DEPOSITS: tuple[str, ...] = CALIBRATION.deposits
-# Regions that mine or separate: only they have exports to restrict.
+for _other in map(load_calibration, BASE_YEARS):
+    if (_other.elements, _other.regions, _other.deposits) != (ELEMENTS, REGIONS, DEPOSITS):
+        raise ValueError(f"base year {_other.base_year}: elements, regions and deposits must match base year 2024's")
+# Regions that mine or separate in some base year: only they have exports to restrict.
+# A scenario is checked against its own base year's producers (scenario.py).
 PRODUCERS: tuple[str, ...] = tuple(
-    r for r in REGIONS
-    if r in {n for n, _, _ in CALIBRATION.mines} | {n for n, _, _ in CALIBRATION.refiners}
+    r for r in REGIONS if any(r in load_calibration(year).producers for year in BASE_YEARS)
 )
-MINES: frozenset[tuple[str, str]] = frozenset((n, d) for n, d, _ in CALIBRATION.mines)
 
 
 class ScenarioError(ValueError):

@@ -1,9 +1,14 @@
-"""Calibration tables for base year 2024, read from the CSV files beside this module.
+"""Calibration tables, read from the CSV files beside this module.
 
 Each CSV has one row per fact and a ``source`` column; this module only parses and
 shapes them into arrays indexed by the element and region orders defined here, so
 the rest of the package never reads a file. A missing source or a malformed number
 fails loudly at load time, not as a wrong figure later.
+
+The default world is base year 2024 (the files in this folder). Another base year
+lives in a folder ``base_<year>/`` that holds only the tables that differ (mines,
+refiners, prices, demand shares, growth); every other table, and the behavioural
+parameters, are shared, so the two worlds differ in facts, not in behaviour.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).parent
+DEFAULT_BASE_YEAR = 2024
+# Base years with a calibration: the default, and each ``base_<year>/`` folder.
+BASE_YEARS: tuple[int, ...] = (DEFAULT_BASE_YEAR,) + tuple(
+    sorted(int(d.name.removeprefix("base_")) for d in DATA_DIR.glob("base_[0-9]*") if d.is_dir())
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class Parameter:
 class Calibration:
     """Base-year world: every array is indexed by ``elements`` and ``regions`` order."""
 
+    base_year: int
     elements: tuple[str, ...]
     reference_price: np.ndarray  # [E] USD/kg
     regions: tuple[str, ...]
@@ -57,9 +68,22 @@ class Calibration:
     def basket_of(self, deposit: str) -> np.ndarray:
         return self.basket[self.deposits.index(deposit)]
 
+    @property
+    def producers(self) -> tuple[str, ...]:
+        """Regions that mine or separate, in region order: only they have exports to restrict."""
+        active = {n for n, _, _ in self.mines} | {n for n, _, _ in self.refiners}
+        return tuple(r for r in self.regions if r in active)
 
-def _rows(name: str) -> list[dict[str, str]]:
-    path = DATA_DIR / name
+
+def table_path(name: str, base_year: int = DEFAULT_BASE_YEAR) -> Path:
+    """The file of table ``name`` for ``base_year``: its own version if the base year has one."""
+    own = DATA_DIR / f"base_{base_year}" / name
+    return own if base_year != DEFAULT_BASE_YEAR and own.exists() else DATA_DIR / name
+
+
+def read_table(name: str, base_year: int = DEFAULT_BASE_YEAR) -> list[dict[str, str]]:
+    """Rows of one sourced table; a row without a source is refused."""
+    path = table_path(name, base_year)
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     for number, row in enumerate(rows, start=2):
@@ -86,30 +110,35 @@ def _share_matrix(
 
 
 @cache
-def load_calibration() -> Calibration:
-    """Read and check every table once per process. Its arrays are shared by every model
-    in the process, so they are read-only: a model that modified one would change the
-    next run's inputs."""
-    calibration = _read_calibration()
+def load_calibration(base_year: int = DEFAULT_BASE_YEAR) -> Calibration:
+    """Read and check every table of ``base_year`` once per process. Its arrays are
+    shared by every model in the process, so they are read-only: a model that modified
+    one would change the next run's inputs."""
+    if base_year not in BASE_YEARS:
+        raise ValueError(f"no calibration for base year {base_year}; there is one for {BASE_YEARS}")
+    calibration = _read_calibration(base_year)
     for value in vars(calibration).values():
         if isinstance(value, np.ndarray):
             value.setflags(write=False)
     return calibration
 
 
-def _read_calibration() -> Calibration:
-    element_rows = _rows("elements.csv")
+def _read_calibration(base_year: int) -> Calibration:
+    def rows(name: str) -> list[dict[str, str]]:
+        return read_table(name, base_year)
+
+    element_rows = rows("elements.csv")
     elements = tuple(r["element"] for r in element_rows)
-    regions = tuple(r["region"] for r in _rows("regions.csv"))
-    deposit_rows = _rows("deposits.csv")
-    sector_rows = _rows("sectors.csv")
+    regions = tuple(r["region"] for r in rows("regions.csv"))
+    deposit_rows = rows("deposits.csv")
+    sector_rows = rows("sectors.csv")
     sectors = tuple(r["sector"] for r in sector_rows)
     mines = tuple(
-        (r["nation"], r["deposit"], float(r["capacity_t_per_year"])) for r in _rows("mines.csv")
+        (r["nation"], r["deposit"], float(r["capacity_t_per_year"])) for r in rows("mines.csv")
     )
     refiners = tuple(
         (r["nation"], float(r["separation_capacity_t_per_year"]), r["feed_priority"])
-        for r in _rows("refiners.csv")
+        for r in rows("refiners.csv")
     )
     deposits = tuple(r["deposit"] for r in deposit_rows)
     for nation, deposit, _ in mines:
@@ -119,6 +148,7 @@ def _read_calibration() -> Calibration:
         if nation not in regions or feed not in regions:
             raise ValueError(f"refiners.csv: unknown region {nation}/{feed}")
     return Calibration(
+        base_year=base_year,
         elements=elements,
         reference_price=np.array([float(r["reference_price_usd_per_kg"]) for r in element_rows]),
         regions=regions,
@@ -131,16 +161,16 @@ def _read_calibration() -> Calibration:
         product_lifetime_years=np.array([float(r["product_lifetime_years"]) for r in sector_rows]),
         recyclable_fraction=np.array([float(r["recyclable_fraction"]) for r in sector_rows]),
         sector_share=_share_matrix(
-            _rows("demand_by_sector.csv"), "element", "sector", elements, sectors, "demand_by_sector.csv"
+            rows("demand_by_sector.csv"), "element", "sector", elements, sectors, "demand_by_sector.csv"
         ),
         region_share=_share_matrix(
-            _rows("demand_by_region.csv"), "sector", "region", sectors, regions, "demand_by_region.csv"
+            rows("demand_by_region.csv"), "sector", "region", sectors, regions, "demand_by_region.csv"
         ),
         parameters=tuple(
             Parameter(
                 r["section"], r["name"], _number(r["value"]), float(r["low"]), float(r["high"]),
                 r["unit"], r["source"],
             )
-            for r in _rows("parameters.csv")
+            for r in rows("parameters.csv")
         ),
     )
