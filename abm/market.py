@@ -134,26 +134,34 @@ def clear_markets(
 
 
 def price_areas(
-    allowed: np.ndarray, export_cap_left: np.ndarray, trade: np.ndarray, unmet: np.ndarray
+    allowed: np.ndarray,
+    export_cap_left: np.ndarray,
+    trade: np.ndarray,
+    unmet: np.ndarray,
+    leftover: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which regions share one price this month, per element: [E, R, R] bool.
 
-    A link a -> b is *open* when a may sell to b and a's export cap is not exhausted: a's
-    sellers could still ship more to b's buyers, so b's price cannot stay above a's. When
-    both directions are open, arbitrage ties the two prices whether or not anything
-    moved. When only a -> b is open (b's own exports are capped or banned), it ties them
-    only if it is in use: spot trade flowed a -> b, or b's buyers still wanted more. So a
-    binding quota separates the exporter's domestic market into a price zone of its own
-    (the 2010 two-tier price), while importers' prices stay tied to its cheaper domestic
-    price only if they actually buy there. A ban on one destination does not separate
-    it: the destination stays tied to the exporter through third regions (each region
-    has one price and nobody re-exports), so the ban shows as the destination's
-    shortage rather than as its price premium (docs/ODD.md §8). Areas are the connected
-    components of tied links. ``trade`` [E, R, R] t bought on the spot market between
-    regions this month; ``unmet`` [E, R] t buyers in each region wanted and did not get.
+    A link a -> b is *open* when a's sellers could still ship more to b's buyers: a may
+    sell to b, a's export cap is not exhausted and a's sellers have stock left
+    (``leftover`` [E, R] t unsold, default: plenty), so b's price cannot stay above
+    a's. When both directions are open, arbitrage ties the two prices whether or not
+    anything moved. When only a -> b is open (b's own exports are capped or banned, or
+    b has nothing left to sell), it ties them only if it is in use: oxide flowed a -> b
+    (spot or contract), or b's buyers still wanted more. So a binding quota separates
+    the exporter's domestic market into a price zone of its own (the 2010 two-tier
+    price), while importers' prices stay tied to its cheaper domestic price only if
+    they actually buy there. A region with nothing left to sell ties to nobody by
+    itself (nobody re-exports), so a ban separates its destination unless a third
+    region with stock to spare still serves it: the destination's price then rises
+    with its own shortage (the 2010 embargo on Japan). Areas are the connected
+    components of tied links. ``trade`` [E, R, R] t delivered between regions this
+    month; ``unmet`` [E, R] t buyers in each region wanted and did not get.
     """
     n_regions = trade.shape[1]
     open_link = allowed & (export_cap_left[:, :, None] > TOLERANCE_T)
+    if leftover is not None:
+        open_link &= leftover[:, :, None] > TOLERANCE_T
     in_use = (trade > TOLERANCE_T) | (unmet[:, None, :] > TOLERANCE_T)
     tied = (open_link & np.swapaxes(open_link, 1, 2)) | (open_link & in_use)
     linked = tied | np.swapaxes(tied, 1, 2) | np.eye(n_regions, dtype=bool)[None]
@@ -176,6 +184,7 @@ def update_prices(
     trend_months: float,
     min_price_ratio: float,
     arbitrage_months: float = 1.0,
+    markup: np.ndarray | None = None,
 ) -> np.ndarray:
     """Next month's posted price in every region, from inventory against a target.
 
@@ -196,13 +205,17 @@ def update_prices(
 
     ``price``, ``weight``, ``position``, ``previous_position``, ``demand`` are [E, R];
     ``areas`` [E, R, R]; ``reference_price`` [E]. A region without any weight takes its
-    area's price unchanged.
+    area's price unchanged. ``markup`` [E, R] (default 1) is a price wedge arbitrage
+    keeps: a region buying across an export tax pays its area's price times the markup,
+    so arbitrage works on ``price / markup`` and puts the markup back.
     """
+    markup = np.ones_like(price) if markup is None else markup
+    base = price / markup
     member = areas.astype(float)
     area_weight = np.einsum("eab,eb->ea", member, weight)
-    weighted = np.einsum("eab,eb->ea", member, weight * price)
-    mean = np.where(area_weight > 0, weighted / np.where(area_weight > 0, area_weight, 1.0), price)
-    converged = price * (mean / price) ** (1.0 / max(arbitrage_months, 1.0))
+    weighted = np.einsum("eab,eb->ea", member, weight * base)
+    mean = np.where(area_weight > 0, weighted / np.where(area_weight > 0, area_weight, 1.0), base)
+    converged = markup * base * (mean / base) ** (1.0 / max(arbitrage_months, 1.0))
     ahead = position + trend_months * (position - previous_position)
     area_ahead = np.einsum("eab,eb->ea", member, ahead)
     target = target_cover_months * np.einsum("eab,eb->ea", member, demand)

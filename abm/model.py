@@ -28,7 +28,7 @@ ALL = "all"
 # What DataCollector records each step: model attributes, each an array with fixed labels.
 RECORDED = (
     "price", "demand", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
-    "supply_by_origin", "mined", "exports", "spend", "policy_cost",
+    "supply_by_origin", "mined", "exports", "unofficial_exports", "spend", "policy_cost",
     "recycled", "consumed", "losses", "stocks",
 )
 # Recorded arrays without an element axis.
@@ -91,7 +91,7 @@ class RareEarthModel(mesa.Model):
             stockpile_months=stockpile_months, contract_share=contract_share, max_origin_share=max_origin_share,
             agreement=agreement, price_floor=price_floor,
         )
-        calibration = load_calibration()
+        calibration = load_calibration(self.spec.base_year)
         self.elements = calibration.elements
         self.regions = calibration.regions
         self.reference_price = calibration.reference_price
@@ -253,6 +253,7 @@ class RareEarthModel(mesa.Model):
         self.supply_by_origin = np.zeros((n_elements, n_regions))
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
+        self.unofficial_exports = np.zeros((n_elements, len(self.exporters)))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
         self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t delivered to importers so far
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
@@ -298,7 +299,11 @@ class RareEarthModel(mesa.Model):
         availability = programmes.partner_availability()
         self._outage = rules.outage.copy()
         for nation in self.nations:
-            nation.set_export_policy(rules.quota_cut[nation.region_index], rules.banned[nation.region_index])
+            i = nation.region_index
+            nation.set_export_policy(
+                rules.quota_cut[i], rules.banned[i], rules.quota_tonnes[i], rules.quota_elements[i],
+                rules.export_tax[i],
+            )
             kept = availability.get(nation.code, 1.0)
             self._outage[nation.region_index] = 1.0 - (1.0 - self._outage[nation.region_index]) * kept
         for refiner in self.refiners:
@@ -309,6 +314,14 @@ class RareEarthModel(mesa.Model):
             self._allowed[:, nation.region_index, :] = ~nation.banned
         self.quota = np.stack([n.export_cap for n in self.nations], axis=1)
         self.quota[np.isinf(self.quota)] = np.nan
+        world_price = self.world_price(self.regional_price)
+        self._unofficial = np.stack(
+            [
+                n.unofficial_allowance(world_price, self.regional_price[:, n.region_index], self.market.smuggling_share)
+                for n in self.nations
+            ],
+            axis=1,
+        )  # [E, X] t that may leave outside each exporter's quota
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home, a price floor included."""
@@ -372,8 +385,8 @@ class RareEarthModel(mesa.Model):
         contract = np.zeros((n_elements, n_regions, len(self._buyers)))
         contract[:, :, : len(self._importers)] = np.stack([imp.contract_volume for imp in self._importers], axis=2)
         export_cap = np.full((n_elements, n_regions), np.inf)
-        for nation in self.nations:
-            export_cap[:, nation.region_index] = nation.export_cap
+        for k, nation in enumerate(self.nations):
+            export_cap[:, nation.region_index] = nation.export_cap + self._unofficial[:, k]
         allowed = self._allowed
         clearing = clear_markets(available, want, contract, self._buyer_region, export_cap, allowed)
 
@@ -390,22 +403,25 @@ class RareEarthModel(mesa.Model):
             stock.receive(received[:, k])
 
         trade = clearing.flow @ self._buyer_onehot  # [E, R_from, R_to]
-        # Contracts move at agreed prices: only spot trade counts as a link in use.
-        spot_trade = clearing.spot_flow @ self._buyer_onehot
         exports = trade.sum(axis=2) - np.einsum("err->er", trade)
         for nation in self.nations:
             nation.record_exports(exports[:, nation.region_index])
+        exported = exports[:, [n.region_index for n in self.nations]]  # [E, X]
+        # Smugglers ship first (they undercut licensed exporters); customs see the rest.
+        self.unofficial_exports = np.minimum(self._unofficial, exported)
+        self.exports = exported - self.unofficial_exports
         self._collect_importers()
         leftover = available - sold
         unmet = (want - received) @ self._buyer_onehot
         need = self.demand_by_region
         unmet = np.maximum(unmet, 0.0)
-        areas = price_areas(allowed, clearing.export_cap_left, spot_trade, unmet)
+        areas = price_areas(allowed, clearing.export_cap_left, trade, unmet, leftover)
         position = leftover - unmet
         self.regional_price = update_prices(
             self.regional_price, areas, need + available, position, self._previous_position, need,
             self.reference_price, self.market.price_adjustment, self.market.target_cover_months,
             self.market.trend_months, self.market.min_price_ratio, self.market.arbitrage_months,
+            markup=self._tax_markup(areas),
         )
         self._previous_position = position
         # A region with no market of its own (mines only) quotes the world price.
@@ -413,13 +429,27 @@ class RareEarthModel(mesa.Model):
         self.regional_price[:, idle] = self.world_price(self.regional_price)[:, None]
         self.price = self._zone_prices()
         self.supply_by_origin = sold
-        self.exports = exports[:, [n.region_index for n in self.nations]]
         self.trade = trade
         # Supply to manufacturers only: a stockpile's purchases are not yet use.
         self.cumulative_trade += clearing.flow[:, :, : len(self._importers)] @ self._importer_onehot
         # A link is restricted when a ban closes it or its exporter's quota is used up.
         quota_binding = np.isfinite(export_cap) & (clearing.export_cap_left <= 1e-9)
         self.restricted = ~allowed | quota_binding[:, :, None]
+
+    def _tax_markup(self, areas: np.ndarray) -> np.ndarray:
+        """[E, R] how far each region's price sits above its area's untaxed price: a
+        region that shares a price area with a taxing exporter buys from it at its
+        domestic price plus the export tax (the pre-2010 gap between China's domestic
+        and FOB prices)."""
+        markup = np.ones((len(self.elements), len(self.regions)))
+        for nation in self.nations:
+            if not nation.export_tax.any():
+                continue
+            i = nation.region_index
+            abroad = areas[:, i, :].copy()
+            abroad[:, i] = False
+            markup *= np.where(abroad, 1.0 + nation.export_tax[:, None], 1.0)
+        return markup
 
     def _invest(self) -> None:
         """Existing capacity grows at the trend rate; lever-built plants follow their ramp."""
@@ -497,6 +527,7 @@ class RareEarthModel(mesa.Model):
             "supply_by_origin": self.regions,
             "mined": self.exporters,
             "exports": self.exporters,
+            "unofficial_exports": self.exporters,
             "spend": self.importing_regions,
             "policy_cost": self.programmes.names,
             "recycled": (ALL,),

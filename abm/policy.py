@@ -5,9 +5,9 @@ is in which exporter X could restrict sales to A. Rules turn it into restriction
 above ``quota_threshold`` the exporter cuts its export quota on every element, in
 proportion to how far its mean tension is above the threshold; above
 ``ban_threshold`` it bans exports of ``ban_elements`` to that partner. Scripted events
-(the scenario's shock and ``[[events]]``) add restrictions, and mine outages, on
-fixed months. The
-strictest rule in force wins: cuts combine by maximum, bans by union.
+(the scenario's shock and ``[[events]]``) add restrictions, export taxes and mine
+outages on fixed months. The strictest rule in force wins: cuts and taxes combine by
+maximum, bans by union, tonnage quotas by minimum.
 """
 
 from dataclasses import dataclass
@@ -48,6 +48,9 @@ class ExportRules:
     quota_cut: np.ndarray  # [R, E] share of its reference exports each region withholds
     banned: np.ndarray  # [R, E, R] exporter, element, destination
     outage: np.ndarray  # [R, D] share of each nation's output of each deposit type lost
+    quota_tonnes: np.ndarray  # [R] t REO / month a tonnage quota allows (inf: none)
+    quota_elements: np.ndarray  # [R, E] the elements that tonnage quota covers together
+    export_tax: np.ndarray  # [R, E] ad valorem tax on exports
 
 
 def _active(start: int, months: int, month: int) -> bool:
@@ -71,6 +74,9 @@ def export_rules(
     cut = np.zeros((len(regions), len(elements)))
     banned = np.zeros((len(regions), len(elements), len(regions)), dtype=bool)
     outage = np.zeros((len(regions), len(deposits)))
+    quota_tonnes = np.full(len(regions), np.inf)
+    quota_elements = np.zeros((len(regions), len(elements)), dtype=bool)
+    tax = np.zeros((len(regions), len(elements)))
     element_index = {e: i for i, e in enumerate(elements)}
 
     def mask(names: tuple[str, ...]) -> np.ndarray:
@@ -84,8 +90,13 @@ def export_rules(
         if not _active(event.start, event.months, month):
             continue
         row = regions.index(event.nation)
-        if event.kind == "quota":
+        if event.kind == "quota" and event.tonnes_per_year > 0:
+            if event.tonnes_per_year / 12.0 < quota_tonnes[row]:
+                quota_tonnes[row], quota_elements[row] = event.tonnes_per_year / 12.0, mask(event.elements)
+        elif event.kind == "quota":
             cut[row] = np.maximum(cut[row], event.cut * mask(event.elements))
+        elif event.kind == "export_tax":
+            tax[row] = np.maximum(tax[row], event.rate * mask(event.elements))
         elif event.kind == "ban":
             banned[row, :, regions.index(event.destination)] |= mask(event.elements)
         else:
@@ -103,4 +114,7 @@ def export_rules(
                 banned[row, :, regions.index(pairs[i][0])] |= mask(params.ban_elements)
     exporter = regions.index(shock.exporter)
     cut[exporter] = np.minimum(cut[exporter], 1.0 - guaranteed_share)
-    return ExportRules(quota_cut=cut, banned=banned, outage=outage)
+    return ExportRules(
+        quota_cut=cut, banned=banned, outage=outage, quota_tonnes=quota_tonnes, quota_elements=quota_elements,
+        export_tax=tax,
+    )
