@@ -1,4 +1,5 @@
-"""The ``ree`` command: run and check scenarios, run and report batch experiments, serve the browser app.
+"""The ``ree`` command: run and check scenarios, run and report batch experiments, validate
+against history, serve the browser app.
 
 Bad input exits with status 2 and one line on stderr naming the file, key, value and
 what was expected; nothing is written before the input has been validated.
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from abm.batch.commands import add_batch_commands
 from abm.scenario import ScenarioError, load_scenario
+from abm.validation.commands import add_validation_commands
 from abm.viz.server import DEFAULT_HOST, DEFAULT_PORT
 
 EXIT_BAD_INPUT = 2
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     viz.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     viz.set_defaults(handler=_viz)
     add_batch_commands(commands)
+    add_validation_commands(commands)
     return parser
 
 

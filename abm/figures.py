@@ -18,9 +18,10 @@ def _grid(series: pd.DataFrame, variable: str):
     return data, elements, figure, axes.ravel()
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path, dpi: int = 110) -> None:
+    """Lay out, write atomically as PNG, and free the figure."""
     figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, dpi=110, format="png"), binary=True)
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=dpi, format="png"), binary=True)
     plt.close(figure)
 
 
@@ -37,7 +38,7 @@ def plot_prices(series: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize=8)
     for ax in axes[-3:]:
         ax.set_xlabel("month")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
@@ -53,7 +54,7 @@ def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize=8, loc="lower left")
     for ax in axes[-3:]:
         ax.set_xlabel("month")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_shortfall(series: pd.DataFrame, path: Path) -> None:
@@ -68,4 +69,4 @@ def plot_shortfall(series: pd.DataFrame, path: Path) -> None:
     axes[0].legend(fontsize=8)
     for ax in axes[-3:]:
         ax.set_xlabel("month")
-    _save(figure, path)
+    save_figure(figure, path)

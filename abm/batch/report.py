@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from abm.batch.experiment import NO_POLICY  # noqa: E402
+from abm.figures import save_figure  # noqa: E402
 from abm.metrics import bootstrap_mean_ci, paired_relative_gain  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
 
@@ -65,12 +66,6 @@ def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
-    atomic_write(path, lambda h: figure.savefig(h, dpi=100, format="png"), binary=True)
-    plt.close(figure)
-
-
 def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, policy: str = NO_POLICY) -> None:
     """World and exporter-zone price per element: median, 50 % and 90 % bands over runs."""
     runs = set(metrics.loc[metrics["policy"] == policy, "run_id"])
@@ -93,7 +88,7 @@ def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, pol
     axes[0, 0].legend(fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("month")
-    _save(figure, path)
+    save_figure(figure, path, dpi=100)
 
 
 def _bars(ax, labels, means, lows, highs, title, ylabel) -> None:
@@ -115,7 +110,7 @@ def plot_policies(summary: pd.DataFrame, gained: pd.DataFrame, folder: Path) -> 
           by_policy["shortfall_outside_exporter_t_low"], by_policy["shortfall_outside_exporter_t_high"],
           "Cumulative shortfall outside the exporter (mean, 95 % CI)", "t REO")
     written.append(folder / "shortfall_by_policy.png")
-    _save(figure, written[-1])
+    save_figure(figure, written[-1], dpi=100)
     if not gained.empty:
         figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
         for ax, outcome, title in zip(
@@ -125,7 +120,7 @@ def plot_policies(summary: pd.DataFrame, gained: pd.DataFrame, folder: Path) -> 
             _bars(ax, gained["policy"], 100 * gained[f"{outcome}_gain"], 100 * gained[f"{outcome}_gain_low"],
                   100 * gained[f"{outcome}_gain_high"], title, "% fall vs no policy (paired, 95 % CI)")
         written.append(folder / "resilience_gained.png")
-        _save(figure, written[-1])
+        save_figure(figure, written[-1], dpi=100)
     return written
 
 
@@ -147,7 +142,7 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
     for ax in axes:
         ax.set_xlabel("export quota cut, %")
     axes[0].legend(title="shock length", fontsize=8)
-    _save(figure, path)
+    save_figure(figure, path, dpi=100)
     return True
 
 
@@ -189,7 +184,7 @@ def plot_sensitivity(indices: pd.DataFrame, path: Path) -> None:
         ax.barh(data["factor"], data[value], color="tab:gray")
         ax.set_title(f"{outcome}\n({'Morris mu*' if value == 'mu_star' else 'Sobol total index'})", fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
-    _save(figure, path)
+    save_figure(figure, path, dpi=100)
 
 
 def write_ema(metrics: pd.DataFrame, path: Path) -> bool:
@@ -214,7 +209,7 @@ def write_ema(metrics: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def _markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> str:
+def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> str:
     head = "| " + " | ".join(columns.values()) + " |\n|" + "---|" * len(columns) + "\n"
     body = ""
     for _, row in frame.iterrows():
@@ -282,7 +277,7 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
         lines += [
             "## Resilience gained against the no-policy arm (paired by seed)",
             "",
-            _markdown_table(gained, {
+            markdown_table(gained, {
                 "policy": "policy",
                 "shortfall_outside_exporter_t_gain": "shortfall fall",
                 "shortfall_outside_exporter_t_gain_low": "low",
@@ -304,8 +299,8 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
         "world_price_peak_ratio_Dy_mean": "Dy peak ratio",
         "recovery_months_mean": "recovery months",
     })
-    lines += ["## Summary by design point and policy", "", _markdown_table(summary, columns), ""]
+    lines += ["## Summary by design point and policy", "", markdown_table(summary, columns), ""]
     if indices is not None:
-        lines += ["## Sensitivity indices", "", _markdown_table(indices, {c: c for c in indices.columns}), ""]
+        lines += ["## Sensitivity indices", "", markdown_table(indices, {c: c for c in indices.columns}), ""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
     return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""Calibration on the 2010-2014 crisis: a sampled search over uncertain parameters.
+
+The search is an ordinary experiment file (a Latin hypercube over ``market.*`` keys of
+the historical scenario), so its candidates are planned, validated and seeded like any
+batch. Only parameters whose source in ``abm/data/parameters.csv`` is marked
+``[approx]`` may be searched, and only within their documented range: calibration may
+choose among plausible values, not invent new ones. Every candidate is scored on the
+same replication seeds (common random numbers), by ``calibration_loss``.
+"""
+
+import sys
+from concurrent.futures import Executor
+from pathlib import Path
+
+import pandas as pd
+
+from abm.batch.experiment import Experiment
+from abm.batch.plan import design_matrix
+from abm.data import load_calibration
+from abm.output import atomic_write
+from abm.scenario import ScenarioError
+from abm.validation.history import load_targets
+from abm.validation.replay import replay, replication_seeds
+from abm.validation.report import calibration_loss, evaluate_targets
+
+
+def check_within_ranges(experiment: Experiment) -> None:
+    """Refuse a factor that is not an [approx] parameter, or a range outside its own."""
+    if set(experiment.policies) != {"none"}:
+        raise ScenarioError(experiment.source, "policies", sorted(experiment.policies), "no policies in a calibration")
+    parameters = {(p.section, p.name): p for p in load_calibration(experiment.scenario.base_year).parameters}
+    for factor in experiment.factors:
+        section, _, key = factor.name.partition(".")
+        parameter = parameters.get((section, key))
+        if parameter is None or "[approx]" not in parameter.source:
+            raise ScenarioError(
+                experiment.source, f"factors.{factor.name}", factor.name,
+                "a section.key whose source in abm/data/parameters.csv is marked [approx]",
+            )
+        values = factor.levels or (factor.low, factor.high)
+        if min(values) < parameter.low or max(values) > parameter.high:
+            raise ScenarioError(
+                experiment.source, f"factors.{factor.name}", list(values),
+                f"values within its documented range [{parameter.low:g}, {parameter.high:g}] (parameters.csv)",
+            )
+
+
+def _score(experiment: Experiment, points: list[dict], seeds: list[int], executor: Executor, progress: str) -> list[dict]:
+    """Loss and targets within of each candidate, all on the same seeds."""
+    targets = load_targets()
+    scenarios = [experiment.scenario.with_settings(point, experiment.source) for point in points]
+    futures = [[executor.submit(replay, scenario, seed) for seed in seeds] for scenario in scenarios]
+    scores = []
+    for number, pending in enumerate(futures, start=1):
+        results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
+        scores.append({"loss": calibration_loss(results), "within": sum(r.within for r in results)})
+        if progress:
+            print(f"\r{progress} {number}/{len(points)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return scores
+
+
+def calibrate(
+    experiment: Experiment, executor: Executor, finalists: int, final_replications: int, progress: bool = True
+) -> pd.DataFrame:
+    """Two stages: every candidate of the design on the file's replications, then the
+    ``finalists`` best again on ``final_replications`` fresh seeds, so the choice does not
+    rest on the luck of a few runs. Returns every candidate, the finalists first in
+    order of their final loss (``final_loss`` is empty for the others)."""
+    candidates = design_matrix(experiment)
+    seeds = replication_seeds(experiment.replications, experiment.seed)
+    first = _score(experiment, candidates, seeds, executor, "candidate" if progress else "")
+    table = pd.DataFrame([{**point, **score} for point, score in zip(candidates, first)])
+    table = table.sort_values("loss", kind="stable").reset_index(drop=True)
+    chosen = table.head(finalists)
+    points = [{name: row[name] for name in candidates[0]} for _, row in chosen.iterrows()]
+    final_seeds = replication_seeds(final_replications, experiment.seed + 1)
+    second = _score(experiment, points, final_seeds, executor, "finalist" if progress else "")
+    table["final_loss"] = [score["loss"] for score in second] + [float("nan")] * (len(table) - len(second))
+    table["final_within"] = [score["within"] for score in second] + [float("nan")] * (len(table) - len(second))
+    return table.sort_values(["final_loss", "loss"], kind="stable", na_position="last").reset_index(drop=True)
+
+
+def write_calibration(table: pd.DataFrame, path: Path) -> Path:
+    atomic_write(path, lambda h: table.to_csv(h, index=False))
+    return path

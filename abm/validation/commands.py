@@ -1,0 +1,127 @@
+"""The ``ree validate`` and ``ree calibrate`` subcommands.
+
+Both check all their input before running anything and write nothing on bad input.
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from abm.batch.executors import EXECUTORS
+from abm.scenario import Scenario, ScenarioError
+
+# The checkout's experiments/ (an editable install), else the one in the working directory.
+_CHECKOUT = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = _CHECKOUT if _CHECKOUT.is_dir() else Path.cwd() / "experiments"
+DEFAULT_SCENARIO = EXPERIMENTS / "crisis_2010.toml"
+DEFAULT_CALIBRATION = EXPERIMENTS / "crisis_2010_calibration.toml"
+DEFAULT_REPLICATIONS = 30
+DEFAULT_OUT = Path("results") / "validation"
+
+
+def _command_line() -> str:
+    return " ".join(["ree", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def check_covers_targets(scenario: Scenario, source: str | Path) -> None:
+    """The scenario must start in its base year and run past the last target month."""
+    from abm.validation.history import load_targets, month_index
+
+    if scenario.start_year != scenario.base_year:
+        raise ScenarioError(source, "start_year", scenario.start_year, f"the base year {scenario.base_year}")
+    last = max(month_index(t.end, scenario.start_year) for t in load_targets())
+    if scenario.horizon_months <= last:
+        raise ScenarioError(
+            source, "horizon_months", scenario.horizon_months, f"more than {last} months (the last validation target)"
+        )
+
+
+def _replications(value: int) -> int:
+    if value < 1:
+        raise ScenarioError("--replications", "replications", value, "a whole number >= 1")
+    return value
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from abm.batch.executors import open_executor
+    from abm.scenario import MarketParameters, load_scenario
+    from abm.validation.history import load_observed_prices, load_targets
+    from abm.validation.replay import VALIDATION_SEED, replay_many, replication_seeds
+    from abm.validation.report import evaluate_targets, write_validation
+
+    scenario = load_scenario(args.scenario)
+    check_covers_targets(scenario, args.scenario)
+    replications = _replications(args.replications)
+    seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
+    defaults = dataclasses.replace(scenario, market=MarketParameters())
+    with open_executor(args.executor, args.workers) as executor:
+        runs = replay_many(scenario, seeds, executor)
+        default_runs = replay_many(defaults, seeds, executor)
+    targets = load_targets()
+    results = evaluate_targets(targets, runs, scenario.start_year)
+    uncalibrated = evaluate_targets(targets, default_runs, scenario.start_year)
+    out = Path(args.out)
+    for path in write_validation(scenario, results, runs, load_observed_prices(), out, _command_line(), uncalibrated):
+        print(path)
+    hits = sum(r.within for r in results)
+    print(f"{hits} of {len(results)} targets within the simulated 90 % band")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from abm.batch.executors import open_executor
+    from abm.batch.experiment import load_experiment
+    from abm.validation.calibrate import calibrate, check_within_ranges, write_calibration
+
+    experiment = load_experiment(args.experiment)
+    check_within_ranges(experiment)
+    check_covers_targets(experiment.scenario, experiment.scenario_path)
+    if args.replications is not None:
+        experiment = experiment.with_replications(_replications(args.replications))
+    _replications(args.final_replications)
+    if args.finalists < 1:
+        raise ScenarioError("--finalists", "finalists", args.finalists, "a whole number >= 1")
+    with open_executor(args.executor, args.workers) as executor:
+        table = calibrate(experiment, executor, args.finalists, args.final_replications, progress=not args.quiet)
+    path = write_calibration(table, Path(args.out) / "calibration.csv")
+    print(path)
+    best = table.iloc[0]
+    scores = ("loss", "within", "final_loss", "final_within")
+    print("best: " + ", ".join(f"{name} = {best[name]:.3g}" for name in table.columns if name not in scores))
+    print(f"loss {best['final_loss']:.4f} on {args.final_replications} replications, {int(best['final_within'])} targets within")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, name: str, default: Path, what: str) -> None:
+    """The input file (optional, with its default), the output folder and where runs execute."""
+    parser.add_argument(name, nargs="?", default=str(default), help=f"{what} (default experiments/{default.name})")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT}/)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="processes", help="where runs execute")
+    parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+
+
+def add_validation_commands(commands: argparse._SubParsersAction) -> None:
+    validate = commands.add_parser(
+        "validate", help="replay the 2010-2014 quota crisis and compare simulated with observed prices"
+    )
+    _add_common(validate, "scenario", DEFAULT_SCENARIO, "historical scenario")
+    validate.add_argument(
+        "--replications", type=int, default=DEFAULT_REPLICATIONS, help=f"replications (default {DEFAULT_REPLICATIONS})"
+    )
+    validate.add_argument("--seed", type=int, default=None, help="validation seed (default: the fixed one)")
+    validate.set_defaults(handler=_validate)
+    calibrate = commands.add_parser(
+        "calibrate", help="search uncertain parameters, within their ranges, against the validation targets"
+    )
+    _add_common(calibrate, "experiment", DEFAULT_CALIBRATION, "a sampled-design experiment over the historical scenario")
+    calibrate.add_argument("--replications", type=int, help="override the file's replications")
+    calibrate.add_argument("--finalists", type=int, default=5, help="best candidates scored again (default 5)")
+    calibrate.add_argument(
+        "--final-replications", type=int, default=DEFAULT_REPLICATIONS,
+        help=f"replications of that second stage (default {DEFAULT_REPLICATIONS})",
+    )
+    calibrate.add_argument("--quiet", action="store_true", help="no progress line")
+    calibrate.set_defaults(handler=_calibrate)

@@ -1,0 +1,40 @@
+"""What a target measures in one simulated run: one pure function per kind of target.
+
+Months are counted from January of the scenario's start year; a target's ``start`` and
+``end`` are read as in ``abm/data/history/targets.csv``.
+"""
+
+import numpy as np
+
+from abm.validation.history import Target, month_index
+from abm.validation.replay import Replay
+
+
+def simulated_value(target: Target, run: Replay, start_year: int) -> float:
+    """The simulated counterpart of ``target`` in ``run``."""
+    first, last = month_index(target.start, start_year), month_index(target.end, start_year)
+    export = run.export_price
+    if target.element != "all":
+        e = run.elements.index(target.element)
+    if target.kind == "peak_months_after_start":
+        # months from `start` to the highest export price up to `end`
+        return float(np.argmax(export[first : last + 1, e]))
+    if target.kind == "peak_ratio":
+        # highest export price from `start` to `end` over the base-year price
+        return float(export[first : last + 1, e].max() / export[0, e])
+    if target.kind == "price_ratio":
+        # export price in `end` over that in `start`
+        return float(export[last, e] / export[first, e])
+    if target.kind == "export_to_domestic":
+        # export price in `end` over the exporter's domestic price in `start`
+        return float(export[last, e] / run.domestic_price[first, e])
+    if target.kind == "basket_peak_ratio":
+        # highest quarterly mean of the value-weighted export basket after `start`, over `start`
+        index = (export / export[0]) @ run.basket_weight / run.basket_weight.sum()
+        quarters = [index[month : month + 3].mean() for month in range(first + 1, last + 1, 3)]
+        return float(max(quarters) / index[first])
+    if target.kind == "quota_fill":
+        # exports over the quota from `start` to `end` (months m are recorded at row m + 1)
+        months = slice(first + 1, last + 2)
+        return float(run.exports[months].sum() / np.nansum(run.quota[months]))
+    raise ValueError(f"unknown target kind {target.kind!r}")

@@ -1,0 +1,156 @@
+"""``ree validate`` and ``ree calibrate``: observed targets, what they measure in a run,
+and the commands end to end as a user runs them (a subprocess, on a reduced setting)."""
+
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abm import load_scenario
+from abm.batch.executors import SerialExecutor
+from abm.data import DATA_DIR
+from abm.validation.history import Target, load_observed_prices, load_targets, month_index
+from abm.validation.replay import Replay, replay_many, replication_seeds
+from abm.validation.report import VALIDATION_COLUMNS, evaluate_targets
+from abm.validation.targets import simulated_value
+from tests.conftest import EXPERIMENTS
+from tests.test_cli import ree
+
+CRISIS = EXPERIMENTS / "crisis_2010.toml"
+
+
+def _run(export: np.ndarray, domestic: np.ndarray | None = None, exports=None, quota=None) -> Replay:
+    months = export.shape[0]
+    return Replay(
+        seed=0, elements=("Nd", "La"), export_price=export,
+        domestic_price=export if domestic is None else domestic,
+        exports=np.zeros(months) if exports is None else exports,
+        quota=np.full(months, np.nan) if quota is None else quota,
+        basket_weight=np.array([3.0, 1.0]),
+    )
+
+
+def _target(kind: str, element: str, start: str, end: str) -> Target:
+    return Target("t", kind, element, start, end, 1.0, "value", "", "")
+
+
+def test_each_kind_of_target_measures_what_it_says():
+    months = 48
+    nd = np.full(months, 10.0)
+    nd[30] = 50.0  # the peak, in July 2011 (month 30 from January 2009)
+    nd[35], nd[47] = 40.0, 20.0
+    la = np.full(months, 2.0)
+    export = np.stack([nd, la], axis=1)
+    run = _run(export, domestic=export / 4)
+    assert simulated_value(_target("peak_months_after_start", "Nd", "2010-07", "2012-12"), run, 2009) == 12
+    assert simulated_value(_target("peak_ratio", "Nd", "2010-01", "2012-12"), run, 2009) == 5.0
+    assert simulated_value(_target("price_ratio", "Nd", "2011-12", "2012-12"), run, 2009) == 0.5
+    assert simulated_value(_target("export_to_domestic", "La", "2011-09", "2011-10"), run, 2009) == 4.0
+    # basket: Nd weighs 3 of 4; the quarter Jul-Sep 2011 averages Nd at (50 + 10 + 10) / 3
+    basket = simulated_value(_target("basket_peak_ratio", "all", "2009-12", "2012-12"), run, 2009)
+    assert basket == pytest.approx(0.75 * (70 / 3) / 10 + 0.25)
+    exports, quota = np.zeros(months), np.full(months, np.nan)
+    exports[25:37], quota[25:37] = 6.0, 10.0  # months 24-35 are recorded at rows 25-36
+    fill = simulated_value(_target("quota_fill", "all", "2011-01", "2011-12"), _run(export, exports=exports, quota=quota), 2009)
+    assert fill == pytest.approx(0.6)
+
+
+def test_observed_targets_agree_with_the_observed_prices():
+    """A fall or peak target is the ratio of price points in observed_prices.csv: the two
+    tables cannot drift apart."""
+    points = {(p.date, p.element, p.zone): p.price for p in load_observed_prices()}
+    checked = 0
+    for target in load_targets():
+        if target.kind == "price_ratio":
+            ratio = points[(target.end, target.element, "export")] / points[(target.start, target.element, "export")]
+            assert target.observed == pytest.approx(ratio, abs=0.002), target.name
+            checked += 1
+        elif target.kind == "peak_ratio":
+            start, end = month_index(target.start, 2009), month_index(target.end, 2009)
+            highest = max(
+                price for (date, element, zone), price in points.items()
+                if element == target.element and zone == "export" and start <= month_index(date, 2009) <= end
+            )
+            assert target.observed == pytest.approx(highest / points[("2008-07", target.element, "export")], abs=0.05)
+            checked += 1
+    assert checked >= 10
+    with (DATA_DIR / "history" / "targets.csv").open() as handle:
+        assert all(row["source"].strip() for row in csv.DictReader(handle))
+
+
+def test_validation_numbers_come_from_the_runs(tmp_path):
+    """The CLI's table equals what the same seeds give when run here; another seed
+    gives other numbers, so nothing is fixed in advance."""
+    out = tmp_path / "validation"
+    done = ree("validate", "--replications", "3", "--out", str(out), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out / "validation.csv")
+    assert list(table.columns) == VALIDATION_COLUMNS
+    assert {"peak_timing_Nd", "peak_ratio_Dy", "quota_fill_2011_2012", "fall_2011_2012_Tb"} <= set(table["target"])
+    scenario = load_scenario(CRISIS)
+    runs = replay_many(scenario, replication_seeds(3), SerialExecutor())
+    results = evaluate_targets(load_targets(), runs, scenario.start_year)
+    assert table["simulated_median"].to_numpy() == pytest.approx([r.median for r in results])
+    assert table["within"].tolist() == [r.within for r in results]
+    for _, row in table.iterrows():
+        assert row["simulated_low"] <= row["simulated_median"] <= row["simulated_high"]
+    other = replay_many(scenario, replication_seeds(3, seed=1), SerialExecutor())
+    assert [r.median for r in evaluate_targets(load_targets(), other, 2009)] != [r.median for r in results]
+    text = (out / "validation.md").read_text()
+    assert f"{int(table['within'].sum())} of {len(table)} targets within" in text
+    for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):
+        assert (out / f"prices_{element}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"prices_{element}.png" in text
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["validate", "--replications", "0"], "replications"),
+        (["validate", str(EXPERIMENTS / "baseline.toml")], "start_year"),
+    ],
+)
+def test_validate_refuses_bad_input_and_writes_nothing(tmp_path, args, key):
+    out = tmp_path / "out"
+    done = ree(*args, "--out", str(out))
+    assert done.returncode == 2
+    assert key in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def _calibration_file(tmp_path, factor: str, low: float, high: float):
+    path = tmp_path / "calibration.toml"
+    path.write_text(
+        f'name = "tiny"\nscenario = "{CRISIS}"\ndesign = "latin_hypercube"\nsamples = 3\nreplications = 2\nseed = 1\n'
+        f'[factors]\n"{factor}" = {{low = {low}, high = {high}}}\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "factor, low, high, expected",
+    [
+        ("market.collection_rate", 0.0, 0.01, "marked [approx]"),  # sourced, not uncertain
+        ("market.price_adjustment", 0.05, 0.5, "within its documented range [0.05, 0.3]"),
+    ],
+)
+def test_calibrate_searches_only_uncertain_parameters_within_their_ranges(tmp_path, factor, low, high, expected):
+    out = tmp_path / "out"
+    done = ree("calibrate", str(_calibration_file(tmp_path, factor, low, high)), "--out", str(out))
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_calibrate_ranks_candidates_by_their_loss(tmp_path):
+    out = tmp_path / "out"
+    experiment = _calibration_file(tmp_path, "market.price_adjustment", 0.05, 0.3)
+    done = ree("calibrate", str(experiment), "--out", str(out), "--finalists", "2", "--final-replications", "2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out / "calibration.csv")
+    assert len(table) == 3 and table["final_loss"].notna().sum() == 2
+    assert table["final_loss"].iloc[0] <= table["final_loss"].iloc[1]
+    assert table["market.price_adjustment"].between(0.05, 0.3).all()
+    assert "best: market.price_adjustment" in done.stdout
