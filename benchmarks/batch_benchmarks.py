@@ -10,11 +10,9 @@ for their workers); the report step of ``ree batch`` is not included.
 """
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

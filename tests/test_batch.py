@@ -11,6 +11,7 @@ import pytest
 from abm import ScenarioError, evaluate
 from abm.batch import load_experiment, plan_runs, run_batch
 from abm.batch.report import write_report
+from abm.batch import runner
 from abm.batch.runner import run_task
 from abm.batch.store import Store
 from tests.conftest import EXPERIMENTS
@@ -115,6 +116,14 @@ def test_rerun_skips_finished_runs_and_refuses_a_store_of_another_experiment(sma
         run_batch(load_experiment(other), out, executor="serial", progress=False)
     with pytest.raises(ScenarioError, match="resume"):
         run_batch(small_experiment, tmp_path / "nothing", executor="serial", progress=False, resume=True)
+
+
+def test_a_store_made_by_other_model_code_is_refused(small_experiment, tmp_path, monkeypatch):
+    out = tmp_path / "store"
+    run_batch(small_experiment, out, executor="serial", progress=False)
+    monkeypatch.setattr(runner, "model_code_digest", lambda: "edited model")
+    with pytest.raises(ScenarioError, match="made by this model code"):
+        run_batch(small_experiment, out, executor="serial", progress=False, resume=True)
 
 
 def test_report_numbers_come_from_the_runs(small_experiment, tmp_path):

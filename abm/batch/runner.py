@@ -71,8 +71,25 @@ def _git_commit() -> str:
         return "unknown"
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+# What a run's numbers depend on: the model's modules, its agents and its data (not the
+# batch engine, the browser app or the validation report around it).
+MODEL_FILES = ("*.py", "agents/*.py", "data/*.csv", "data/*/*.csv")
+
+
+def model_code_digest() -> str:
+    """A digest of the model's code and data: finished runs made by other model code are
+    never silently extended."""
+    digest = hashlib.sha256()
+    for path in sorted({path for pattern in MODEL_FILES for path in PACKAGE.glob(pattern)}):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def experiment_hash(experiment: Experiment) -> str:
-    """What the runs depend on: the experiment file and the resolved base scenario."""
+    """What the plan depends on: the experiment file and the resolved base scenario."""
     text = experiment.source.read_bytes() + repr(experiment.scenario).encode()
     return hashlib.sha256(text).hexdigest()
 
@@ -88,15 +105,22 @@ def run_batch(
         raise ScenarioError(out, "--resume", str(out), "an existing results store to resume")
     if store.exists() and store.manifest().get("experiment_hash") != digest:
         raise ScenarioError(out, "store", str(out), "a store made by this experiment file (use another --out)")
-    tasks = plan_runs(experiment)
+    code = model_code_digest()
     store.clear_unfinished_writes()
     done = store.finished()
+    # Finished runs of other model code would mix with new ones; a store without finished
+    # runs (a fresh checkout holds only its tables) is simply remade.
+    if done and store.manifest().get("model_code") != code:
+        raise ScenarioError(
+            out, "store", str(out), "finished runs made by this model code (delete the folder or use another --out)"
+        )
+    tasks = plan_runs(experiment)
     todo = [t for t in tasks if t.run_id not in done]
     started = time.time()
     with open_executor(executor, workers, scheduler) as pool:  # validates the executor before writing
         manifest = {
             "experiment": experiment.name, "experiment_file": str(experiment.source),
-            "experiment_hash": digest, "scenario_file": str(experiment.scenario_path),
+            "experiment_hash": digest, "model_code": code, "scenario_file": str(experiment.scenario_path),
             "design": experiment.design, "replications": experiment.replications, "root_seed": experiment.seed,
             "runs": len(tasks), "versions": _versions(), "git_commit": _git_commit(),
             "executor": executor, "workers": workers, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
