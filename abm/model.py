@@ -102,12 +102,24 @@ class RareEarthModel(mesa.Model):
         # Levers draw from their own stream, seeded by one draw that every run makes, so
         # switching a lever never shifts the random numbers of the rest of the model.
         self.programmes = Programmes(self.spec, np.random.default_rng(self.rng.integers(2**63)))
+        self.base_price = self._base_price()
         self._build_agents(calibration)
         self._init_state()
         self.datacollector = mesa.DataCollector(model_reporters={name: name for name in RECORDED})
         self.datacollector.collect(self)
 
     # ----------------------------------------------------------------- set-up
+    def _base_price(self) -> np.ndarray:
+        """[E, R] month-0 prices: the reference (export) price everywhere, except inside
+        an exporter that taxes its exports from month 0, where sellers net the tax: the
+        pre-2010 gap between China's domestic and FOB prices is there from the start, not
+        added on top of FOB prices that already carry it."""
+        spec = self.spec
+        rules = export_rules(
+            spec, 0, np.full(len(spec.tension.pairs), spec.tension.mean), self.regions, self.elements, self.deposits,
+        )
+        return self.reference_price[:, None] / (1.0 + rules.export_tax.T)
+
     def _build_agents(self, calibration: Calibration) -> None:
         n_elements, n_regions = len(self.elements), len(self.regions)
         index = {r: i for i, r in enumerate(self.regions)}
@@ -137,21 +149,31 @@ class RareEarthModel(mesa.Model):
             plant = Refiner(self, spec.refining.region, index[spec.refining.region], 0.0,
                             index[spec.refining.region], oxide=np.zeros(n_elements))
             plant.plan(spec.refining.tonnes_per_year / 12.0, self.programmes.refinery_online, spec.refining.ramp_months)
+        # Capacity history brought online after the base year (a base year's projects.csv).
+        for project in calibration.projects:
+            if project.kind == "refinery":
+                plant = Refiner(self, project.nation, index[project.nation], 0.0, index[project.target],
+                                oxide=np.zeros(n_elements))
+                plant.plan(project.capacity_t_per_year / 12.0, self._month_of(project.online), project.ramp_months)
 
         # Every region that mines or separates can restrict its exports. Its reference
         # exports start at its base-year oxide surplus: output in proportion to separation
         # capacity (as the refiners' stocks above) less its own demand.
         domestic_need = demand.sum(axis=1)  # [R, E]
         surplus = separation_share[:, None] * world_supply[None, :] / 12.0 - domestic_need
-        producers = set(mines) | {n for n, _, _ in calibration.refiners}
+        producers = set(calibration.producers)
         if spec.domestic_mining.tonnes_per_year > 0:
             producers.add(spec.domestic_mining.region)
         for nation in sorted(producers, key=index.get):
             i = index[nation]
             built = ExportingNation(
                 self, nation, i, mines.get(nation, np.zeros(len(self.deposits))) / 12.0,
-                calibration.basket, self.reference_price, reference_exports=np.maximum(surplus[i], 0.0),
+                calibration.basket, self.base_price[:, i], reference_exports=np.maximum(surplus[i], 0.0),
             )
+            for project in calibration.projects:
+                if project.kind == "mine" and project.nation == nation:
+                    built.plan(self.deposits.index(project.target), project.capacity_t_per_year / 12.0,
+                               self._month_of(project.online), project.ramp_months)
             new_mines = spec.domestic_mining
             if new_mines.tonnes_per_year > 0 and nation == new_mines.region:
                 built.plan(self.deposits.index(new_mines.deposit), new_mines.tonnes_per_year / 12.0,
@@ -167,7 +189,7 @@ class RareEarthModel(mesa.Model):
                 importer = Importer(
                     self, region, r, sector, demand[r, s], calibration.demand_growth[s],
                     lifetimes[s], calibration.recyclable_fraction[s], origin,
-                    self.reference_price, market, spec.contracts, int(contract_start[r, s]),
+                    self.base_price[:, r], market, spec.contracts, int(contract_start[r, s]),
                 )
                 importer.partner_share, importer.diversified_share = partner_share, diversified_share
 
@@ -187,7 +209,12 @@ class RareEarthModel(mesa.Model):
                 need = sum((imp.base_need for imp in importers if imp.region == region), np.zeros(n_elements))
                 if need.sum() > 0:
                     reserve = spec.stockpile.initial_fill * spec.stockpile.months * need
-                    StrategicStockpile(self, region, index[region], reserve, spec.stockpile, self.reference_price)
+                    StrategicStockpile(self, region, index[region], reserve, spec.stockpile, self.base_price[:, index[region]])
+
+    def _month_of(self, date: str) -> int:
+        """Model month of a ``YYYY-MM`` date (month 0 is January of ``start_year``)."""
+        year, month = (int(part) for part in date.split("-"))
+        return (year - self.spec.start_year) * 12 + month - 1
 
     def _contract_origins(self, region: str, separation_share: np.ndarray) -> tuple[np.ndarray, float, float]:
         """A region's contract book as shares of its trend need by origin (they sum to the
@@ -242,7 +269,7 @@ class RareEarthModel(mesa.Model):
         ]
         self._substituted_elements = np.isin(self.elements, substitution.elements)
 
-        self.regional_price = np.repeat(self.reference_price[:, None], n_regions, axis=1)  # [E, R]
+        self.regional_price = self.base_price.copy()  # [E, R]
         self._previous_position = np.zeros((n_elements, n_regions))
         for seller in self._sellers:
             self._previous_position[:, seller.region_index] += seller.oxide
@@ -300,10 +327,8 @@ class RareEarthModel(mesa.Model):
         self._outage = rules.outage.copy()
         for nation in self.nations:
             i = nation.region_index
-            nation.set_export_policy(
-                rules.quota_cut[i], rules.banned[i], rules.quota_tonnes[i], rules.quota_elements[i],
-                rules.export_tax[i],
-            )
+            tonnage = tuple((tonnes, covered) for row, tonnes, covered in rules.tonnage_quotas if row == i)
+            nation.set_export_policy(rules.quota_cut[i], rules.banned[i], tonnage, rules.export_tax[i])
             kept = availability.get(nation.code, 1.0)
             self._outage[nation.region_index] = 1.0 - (1.0 - self._outage[nation.region_index]) * kept
         for refiner in self.refiners:
@@ -440,16 +465,19 @@ class RareEarthModel(mesa.Model):
         """[E, R] how far each region's price sits above its area's untaxed price: a
         region that shares a price area with a taxing exporter buys from it at its
         domestic price plus the export tax (the pre-2010 gap between China's domestic
-        and FOB prices)."""
-        markup = np.ones((len(self.elements), len(self.regions)))
+        and FOB prices). With several taxing exporters in one area the highest tax sets
+        the price (the marginal supplier); an exporter's own price carries no markup."""
+        tax = np.zeros((len(self.elements), len(self.regions)))
         for nation in self.nations:
             if not nation.export_tax.any():
                 continue
-            i = nation.region_index
-            abroad = areas[:, i, :].copy()
-            abroad[:, i] = False
-            markup *= np.where(abroad, 1.0 + nation.export_tax[:, None], 1.0)
-        return markup
+            abroad = areas[:, nation.region_index, :].copy()
+            abroad[:, nation.region_index] = False
+            tax = np.maximum(tax, np.where(abroad, nation.export_tax[:, None], 0.0))
+        for nation in self.nations:
+            if nation.export_tax.any():
+                tax[:, nation.region_index] = 0.0
+        return 1.0 + tax
 
     def _invest(self) -> None:
         """Existing capacity grows at the trend rate; lever-built plants follow their ramp."""

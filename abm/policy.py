@@ -7,7 +7,8 @@ proportion to how far its mean tension is above the threshold; above
 ``ban_threshold`` it bans exports of ``ban_elements`` to that partner. Scripted events
 (the scenario's shock and ``[[events]]``) add restrictions, export taxes and mine
 outages on fixed months. The strictest rule in force wins: cuts and taxes combine by
-maximum, bans by union, tonnage quotas by minimum.
+maximum, bans by union; every tonnage quota in force caps its own elements, so an element
+under two gets the tighter cap.
 """
 
 from dataclasses import dataclass
@@ -48,8 +49,7 @@ class ExportRules:
     quota_cut: np.ndarray  # [R, E] share of its reference exports each region withholds
     banned: np.ndarray  # [R, E, R] exporter, element, destination
     outage: np.ndarray  # [R, D] share of each nation's output of each deposit type lost
-    quota_tonnes: np.ndarray  # [R] t REO / month a tonnage quota allows (inf: none)
-    quota_elements: np.ndarray  # [R, E] the elements that tonnage quota covers together
+    tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]  # (region, t REO / month, [E] elements covered)
     export_tax: np.ndarray  # [R, E] ad valorem tax on exports
 
 
@@ -74,8 +74,7 @@ def export_rules(
     cut = np.zeros((len(regions), len(elements)))
     banned = np.zeros((len(regions), len(elements), len(regions)), dtype=bool)
     outage = np.zeros((len(regions), len(deposits)))
-    quota_tonnes = np.full(len(regions), np.inf)
-    quota_elements = np.zeros((len(regions), len(elements)), dtype=bool)
+    tonnage: list[tuple[int, float, np.ndarray]] = []
     tax = np.zeros((len(regions), len(elements)))
     element_index = {e: i for i, e in enumerate(elements)}
 
@@ -91,8 +90,7 @@ def export_rules(
             continue
         row = regions.index(event.nation)
         if event.kind == "quota" and event.tonnes_per_year > 0:
-            if event.tonnes_per_year / 12.0 < quota_tonnes[row]:
-                quota_tonnes[row], quota_elements[row] = event.tonnes_per_year / 12.0, mask(event.elements)
+            tonnage.append((row, event.tonnes_per_year / 12.0, mask(event.elements)))
         elif event.kind == "quota":
             cut[row] = np.maximum(cut[row], event.cut * mask(event.elements))
         elif event.kind == "export_tax":
@@ -115,6 +113,5 @@ def export_rules(
     exporter = regions.index(shock.exporter)
     cut[exporter] = np.minimum(cut[exporter], 1.0 - guaranteed_share)
     return ExportRules(
-        quota_cut=cut, banned=banned, outage=outage, quota_tonnes=quota_tonnes, quota_elements=quota_elements,
-        export_tax=tax,
+        quota_cut=cut, banned=banned, outage=outage, tonnage_quotas=tuple(tonnage), export_tax=tax,
     )

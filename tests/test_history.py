@@ -33,13 +33,31 @@ def test_2009_calibration_matches_its_sources():
         mined[nation] += capacity
     assert mined["CN"] == 129_000  # USGS MCS 2011
     assert sum(mined.values()) == pytest.approx(133_000, rel=0.01)  # world, USGS MCS 2011
-    assert calibration.producers == ("CN", "RW")  # no US or Australian mine before 2012
+    # US and Australian mines, and Lynas in Malaysia, are projects that start in 2012
+    assert calibration.producers == ("CN", "US", "AU", "MY", "RW")
+    assert {(p.kind, p.nation) for p in calibration.projects} == {
+        ("mine", "US"), ("refinery", "US"), ("mine", "AU"), ("refinery", "MY"),
+    }
     prices = dict(zip(calibration.elements, calibration.reference_price))
     assert (prices["La"], prices["Ce"], prices["Dy"]) == (8.71, 4.56, 118.49)  # 2008, facts.md / Lynas
     # China uses about 58 % of the world's oxide (73,000 of ~125,000 t, USGS): the shares are built for it
     model = finished_model(scenario=Scenario(base_year=2009, start_year=2009), horizon_months=1)
     need = model.demand_by_region.sum(axis=0)
     assert need[model.regions.index("CN")] / need.sum() == pytest.approx(0.58, abs=0.02)
+
+
+def test_mountain_pass_and_lynas_come_online_as_history_did(crisis_run):
+    mined = crisis_run.series[crisis_run.series["variable"] == "mined"]
+    by_year = mined.assign(year=2009 + (mined["step"] - 1) // 12)[mined["step"] >= 1]
+    us = by_year[by_year["region"] == "US"].groupby("year")["value"].sum()
+    australia = by_year[by_year["region"] == "AU"].groupby("year")["value"].sum()
+    assert us[2009:2011].sum() == 0 and australia[2009:2011].sum() == 0
+    assert us[2012] == pytest.approx(3_000, rel=0.1)  # USGS MCS 2016: 3,000 t in 2012
+    assert us[2013] == pytest.approx(5_500, rel=0.1)  # and 5,500 t in 2013
+    assert australia[2014] > 0.5 * 11_000  # Lynas ramping up to about 11 kt/yr
+    supply = crisis_run.series[crisis_run.series["variable"] == "supply_by_origin"]
+    malaysia = supply[supply["region"] == "MY"].groupby("step")["value"].sum()
+    assert malaysia[:46].sum() == 0 and malaysia[60:72].sum() > 1_000  # separates Mount Weld ore from 2013
 
 
 def test_crisis_replay_closes_mass_balance_every_step(crisis_run):
@@ -68,12 +86,32 @@ def test_quota_cut_splits_export_and_domestic_prices(crisis_run):
         assert china[during].mean() < world[during].mean() / 2
 
 
+def test_every_tonnage_quota_caps_its_own_elements_and_none_becomes_a_ban():
+    model = RareEarthModel(scenario=Scenario(base_year=2009, start_year=2009), rng=1)
+    china, us = (next(n for n in model.nations if n.code == code) for code in ("CN", "US"))
+    every = np.ones(len(model.elements), bool)
+    heavy = np.isin(model.elements, ("Dy", "Tb"))
+    no_cut, no_ban = np.zeros(len(model.elements)), np.zeros_like(china.banned)
+    china.set_export_policy(no_cut, no_ban)
+    assert np.isinf(china.export_cap).all()
+    china.set_export_policy(no_cut, no_ban, ((30_000 / 12, every), (300 / 12, heavy)))
+    light_only = china._split(30_000 / 12, every)
+    assert np.isfinite(china.export_cap).all()  # the light elements keep the all-element quota
+    assert china.export_cap[~heavy] == pytest.approx(light_only[~heavy])
+    assert china.export_cap[heavy].sum() == pytest.approx(300 / 12)  # the heavy quota is tighter
+    assert light_only.sum() == pytest.approx(30_000 / 12 * china.modelled_share)
+    # the US has not exported yet (no mine before 2012): its quota is split, not a ban
+    us.set_export_policy(no_cut, np.zeros_like(us.banned), ((1_200 / 12, every),))
+    assert (us.export_cap > 0).all() and us.export_cap.sum() == pytest.approx(100.0)
+
+
 def test_export_tax_lifts_the_export_price_by_the_tax_when_no_quota_binds():
     tax = Event(kind="export_tax", nation="CN", start=0, months=60, rate=0.25, elements=("Dy",))
     scenario = dataclasses.replace(Scenario(base_year=2009, start_year=2009, horizon_months=60), events=(tax,))
     quiet = {"market.demand_volatility": 0.0, "tension.quota_threshold": 1.0, "tension.ban_threshold": 1.0}
     run = run_scenario(scenario.with_settings(quiet), seed=3)
     world, china = _zone(run, "price", "Dy", "world"), _zone(run, "price", "Dy", "CN")
+    assert world[0] == pytest.approx(118.49) and china[0] == pytest.approx(118.49 / 1.25)  # the 2008 FOB price nets the tax
     assert (world / china)[36:].mean() == pytest.approx(1.25, rel=0.02)
     untaxed = _zone(run, "price", "Nd", "world") / _zone(run, "price", "Nd", "CN")
     assert untaxed[36:].mean() == pytest.approx(1.0, abs=0.02)
@@ -123,7 +161,7 @@ def test_embargo_raises_the_price_in_the_banned_destination(crisis_run):
     [
         ({"base_year": 1999}, "base_year", "a base year with a calibration"),
         (
-            {"base_year": 2009, "start_year": 2009, "events": [{"kind": "ban", "nation": "US", "destination": "CN", "start": 0, "months": 1}]},
+            {"base_year": 2009, "start_year": 2009, "events": [{"kind": "ban", "nation": "EU", "destination": "CN", "start": 0, "months": 1}]},
             "events[0].nation", "mines or separates in base year 2009",
         ),
         ({"events": [{"kind": "export_tax", "nation": "CN", "start": 0, "months": 1}]}, "events[0].rate", "> 0"),

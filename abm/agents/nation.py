@@ -20,10 +20,10 @@ class ExportingNation(mesa.Agent):
     mean of the last twelve months of actual oxide exports, frozen while a quota is in
     force so that a 40 % cut stays a cut of normal trade, not of last month's reduced
     trade. A quota in tonnes (China's 2009-2014 quotas were tonnes of REO, all elements
-    together) is split over the elements it covers in proportion to that reference; a
-    quota on every element covers the nation's whole REO output, of which the modelled
-    oxides are only a share (``modelled_share``), so it allows that share of its
-    tonnes. Where both apply, the tighter cap wins. ``export_tax`` [E] is the ad
+    together) is split over the elements it covers in proportion to that reference
+    (``_split``); a quota on every element covers the nation's whole REO output, of
+    which the modelled oxides are only a share (``modelled_share``), so it allows that
+    share of its tonnes. Where several apply, the tightest cap wins. ``export_tax`` [E] is the ad
     valorem tax on its exports: the market keeps the price it sells abroad at that
     much above its domestic price (``abm.market.update_prices``). A nation that only
     separates (Malaysia) has no mines but can restrict too.
@@ -31,8 +31,9 @@ class ExportingNation(mesa.Agent):
     Unofficial supply: while a quota is in force and the export price stands above the
     domestic price plus tax, smuggling moves up to ``smuggling_share`` of the reference
     exports abroad outside the quota (all of it once the premium reaches 100 %, in
-    proportion below that). Customs see only the official exports, so a quota can go
-    unfilled while oxide still leaves (facts.md: 52-56 % of the 2011-2012 quotas used).
+    proportion below that). Customs see only the official exports: the quota goes
+    unfilled whenever demand abroad falls below quota plus allowance (facts.md: only
+    52-56 % of the 2011-2012 quotas was used; the replay fills nearly all of it, docs/ODD.md §9).
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class ExportingNation(mesa.Agent):
         self.mined = np.zeros(basket.shape[1])
         self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
         self.project_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of new mines running
-        self._project: tuple[int, float, int, int] | None = None  # deposit, t / month, online, ramp
+        self._projects: list[tuple[int, float, int, int]] = []  # deposit, t / month, online, ramp
         self.concentrate_total = 0.0  # t REO incl. elements not modelled
 
     def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
@@ -88,22 +89,31 @@ class ExportingNation(mesa.Agent):
         self,
         quota_cut: np.ndarray,
         banned: np.ndarray,
-        quota_tonnes: float = np.inf,
-        quota_elements: np.ndarray | None = None,
+        tonnage_quotas: tuple[tuple[float, np.ndarray], ...] = (),
         export_tax: np.ndarray | None = None,
     ) -> None:
         """Adopt this month's rules: ``quota_cut`` [E] share of reference exports withheld,
-        ``banned`` [E, R] destinations that may not buy each element, ``quota_tonnes``
-        t REO / month allowed for the ``quota_elements`` [E] together, ``export_tax`` [E]."""
+        ``banned`` [E, R] destinations that may not buy each element, ``tonnage_quotas``
+        (t REO / month, [E] elements covered together) and ``export_tax`` [E]. Every cap
+        applies; an element under several gets the tightest."""
         cap = np.where(quota_cut > 0, (1.0 - quota_cut) * self.export_reference, np.inf)
-        if np.isfinite(quota_tonnes) and quota_elements is not None and quota_elements.any():
-            covered = np.where(quota_elements, self.export_reference, 0.0)
-            tonnes = quota_tonnes * (self.modelled_share if quota_elements.all() else 1.0)
-            split = tonnes * covered / covered.sum() if covered.sum() > 0 else np.zeros_like(covered)
-            cap = np.where(quota_elements, np.minimum(cap, split), cap)
+        for tonnes, covered in tonnage_quotas:
+            cap = np.where(covered, np.minimum(cap, self._split(tonnes, covered)), cap)
         self.export_cap = cap
         self.banned = banned
         self.export_tax = np.zeros_like(self.export_tax) if export_tax is None else export_tax
+
+    def _split(self, tonnes: float, covered: np.ndarray) -> np.ndarray:
+        """[E] a tonnage quota on the ``covered`` elements, element by element: in
+        proportion to the frozen reference exports or, for a nation that has not exported
+        them, to what its mines and projects would yield; a quota on every element counts
+        every rare earth, of which the modelled oxides are ``modelled_share``."""
+        weight = np.where(covered, self.export_reference, 0.0)
+        if weight.sum() <= 0:
+            weight = np.where(covered, (self.mine_capacity + self.project_capacity) @ self.basket, 0.0)
+        if weight.sum() <= 0:
+            weight = covered.astype(float)
+        return tonnes * (self.modelled_share if covered.all() else 1.0) * weight / weight.sum()
 
     def unofficial_allowance(
         self, world_price: np.ndarray, domestic_price: np.ndarray, smuggling_share: float
@@ -120,17 +130,18 @@ class ExportingNation(mesa.Agent):
 
     def plan(self, deposit: int, capacity: float, online_month: int, ramp_months: int) -> None:
         """New mines of one deposit type: ``capacity`` t REO/month from ``online_month``,
-        ramping up; not part of the trend growth of existing capacity."""
-        self._project = (deposit, capacity, online_month, ramp_months)
+        ramping up; not part of the trend growth of existing capacity. A nation can have
+        several (a historical project and a lever's)."""
+        self._projects.append((deposit, capacity, online_month, ramp_months))
         self._commission(self.model.month)
 
     def _commission(self, month: int) -> None:
-        deposit, capacity, online_month, ramp_months = self._project
         self.project_capacity = np.zeros_like(self.mine_capacity)
-        self.project_capacity[deposit] = capacity * ramp(month, online_month, ramp_months)
+        for deposit, capacity, online_month, ramp_months in self._projects:
+            self.project_capacity[deposit] += capacity * ramp(month, online_month, ramp_months)
 
     def grow(self, monthly_factor: float) -> None:
         """Set next month's capacity: trend growth of existing mines, new mines' ramp."""
         self.mine_capacity = self.mine_capacity * monthly_factor
-        if self._project is not None:
+        if self._projects:
             self._commission(self.model.month + 1)

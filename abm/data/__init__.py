@@ -7,7 +7,7 @@ fails loudly at load time, not as a wrong figure later.
 
 The default world is base year 2024 (the files in this folder). Another base year
 lives in a folder ``base_<year>/`` that holds only the tables that differ (mines,
-refiners, prices, demand shares, growth); every other table, and the behavioural
+refiners, prices, regional demand shares, projects); every other table, and the behavioural
 parameters, are shared, so the two worlds differ in facts, not in behaviour.
 """
 
@@ -42,6 +42,20 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Project:
+    """Mine or separation capacity that history brought online after the base year (a
+    base year's ``projects.csv``): ``target`` is the deposit type of a mine, or the
+    nation a refinery takes its feed from first."""
+
+    kind: str  # "mine" or "refinery"
+    nation: str
+    target: str
+    capacity_t_per_year: float
+    online: str  # YYYY-MM, first month of output
+    ramp_months: int
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Base-year world: every array is indexed by ``elements`` and ``regions`` order."""
 
@@ -53,6 +67,7 @@ class Calibration:
     basket: np.ndarray  # [D, E] share of each oxide in a deposit's total REO
     mines: tuple[tuple[str, str, float], ...]  # (nation, deposit, capacity t REO/yr)
     refiners: tuple[tuple[str, float, str], ...]  # (nation, capacity t REO/yr, feed priority)
+    projects: tuple["Project", ...]  # capacity that comes online after the base year
     sectors: tuple[str, ...]
     demand_growth: np.ndarray  # [S] 1/yr
     product_lifetime_years: np.ndarray  # [S]
@@ -70,8 +85,9 @@ class Calibration:
 
     @property
     def producers(self) -> tuple[str, ...]:
-        """Regions that mine or separate, in region order: only they have exports to restrict."""
-        active = {n for n, _, _ in self.mines} | {n for n, _, _ in self.refiners}
+        """Regions that mine or separate, now or once their projects are online, in region
+        order: only they have exports to restrict."""
+        active = {n for n, _, _ in self.mines} | {n for n, _, _ in self.refiners} | {p.nation for p in self.projects}
         return tuple(r for r in self.regions if r in active)
 
 
@@ -141,6 +157,18 @@ def _read_calibration(base_year: int) -> Calibration:
         for r in rows("refiners.csv")
     )
     deposits = tuple(r["deposit"] for r in deposit_rows)
+    own_projects = DATA_DIR / f"base_{base_year}" / "projects.csv"
+    projects = tuple(
+        Project(
+            r["kind"], r["nation"], r["deposit_or_feed"], float(r["capacity_t_per_year"]), r["online"],
+            int(r["ramp_months"]),
+        )
+        for r in (rows("projects.csv") if base_year != DEFAULT_BASE_YEAR and own_projects.exists() else [])
+    )
+    for project in projects:
+        known = deposits if project.kind == "mine" else regions
+        if project.kind not in ("mine", "refinery") or project.nation not in regions or project.target not in known:
+            raise ValueError(f"projects.csv: unknown kind, nation or target in {project}")
     for nation, deposit, _ in mines:
         if nation not in regions or deposit not in deposits:
             raise ValueError(f"mines.csv: unknown nation or deposit {nation}/{deposit}")
@@ -156,6 +184,7 @@ def _read_calibration(base_year: int) -> Calibration:
         basket=np.array([[float(r[e]) for e in elements] for r in deposit_rows]),
         mines=mines,
         refiners=refiners,
+        projects=projects,
         sectors=sectors,
         demand_growth=np.array([float(r["demand_growth_per_year"]) for r in sector_rows]),
         product_lifetime_years=np.array([float(r["product_lifetime_years"]) for r in sector_rows]),
