@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -116,6 +117,22 @@ def test_rerun_skips_finished_runs_and_refuses_a_store_of_another_experiment(sma
         run_batch(load_experiment(other), out, executor="serial", progress=False)
     with pytest.raises(ScenarioError, match="resume"):
         run_batch(small_experiment, tmp_path / "nothing", executor="serial", progress=False, resume=True)
+
+
+def test_model_code_digest_follows_model_code_and_data_only(tmp_path):
+    package = tmp_path / "abm"
+    shutil.copytree(runner.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    original = runner.model_code_digest(package)
+    assert original == runner.model_code_digest(runner.PACKAGE)
+    for unrelated in ("cli.py", "figures.py", "viz/app.py", "validation/report.py", "data/history/targets.csv"):
+        (package / unrelated).write_text((package / unrelated).read_text() + "\n# edited\n")
+    assert runner.model_code_digest(package) == original
+    for model_file in ("market.py", "data/__init__.py", "agents/importer.py", "data/base_2009/mines.csv"):
+        edited = package / model_file
+        kept = edited.read_text()
+        edited.write_text(kept + "\n")
+        assert runner.model_code_digest(package) != original, model_file
+        edited.write_text(kept)
 
 
 def test_a_store_made_by_other_model_code_is_refused(small_experiment, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 and the commands end to end as a user runs them (a subprocess, on a reduced setting)."""
 
 import csv
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,21 +13,18 @@ from abm.batch.executors import SerialExecutor
 from abm.data import DATA_DIR
 from abm.validation.history import Target, load_observed_prices, load_targets, month_index
 from abm.validation.replay import Replay, replay_many, replication_seeds
-from abm.validation.report import VALIDATION_COLUMNS, evaluate_targets
+from abm.validation.report import VALIDATION_COLUMNS
+from abm.validation.scoring import evaluate_targets
 from abm.validation.targets import simulated_value
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, ROOT
 from tests.test_cli import ree
 
 CRISIS = EXPERIMENTS / "crisis_2010.toml"
 
 
-def _run(export: np.ndarray, domestic: np.ndarray | None = None, exports=None, quota=None) -> Replay:
-    months = export.shape[0]
+def _run(export: np.ndarray, domestic: np.ndarray, exports: np.ndarray, quota: np.ndarray) -> Replay:
     return Replay(
-        seed=0, elements=("Nd", "La"), export_price=export,
-        domestic_price=export if domestic is None else domestic,
-        exports=np.zeros(months) if exports is None else exports,
-        quota=np.full(months, np.nan) if quota is None else quota,
+        seed=0, elements=("Nd", "La"), export_price=export, domestic_price=domestic, exports=exports, quota=quota,
         basket_weight=np.array([3.0, 1.0]),
     )
 
@@ -36,24 +34,33 @@ def _target(kind: str, element: str, start: str, end: str) -> Target:
 
 
 def test_each_kind_of_target_measures_what_it_says():
+    """Paths that change every month, so a window shifted by one month, a swapped start
+    and end or the wrong base row gives another number."""
     months = 48
-    nd = np.full(months, 10.0)
-    nd[30] = 50.0  # the peak, in July 2011 (month 30 from January 2009)
-    nd[35], nd[47] = 40.0, 20.0
-    la = np.full(months, 2.0)
+    row = np.arange(months, dtype=float)
+    nd = 10.0 + row  # row 0 (the base year) is 10, row m is 10 + m
+    nd[30] = 200.0  # the peak, in July 2011 (month 30 from January 2009)
+    la = 2.0 + 0.5 * row
     export = np.stack([nd, la], axis=1)
-    run = _run(export, domestic=export / 4)
+    domestic = np.stack([nd / 2, 1.0 + row], axis=1)
+    exports = np.stack([row, 2 * row], axis=1)  # exports of month m are recorded at row m + 1
+    quota = np.full((months, 2), np.nan)
+    quota[25:37, 0] = 100.0  # a quota on Nd only, months 24-35 (rows 25-36)
+    run = _run(export, domestic, exports, quota)
     assert simulated_value(_target("peak_months_after_start", "Nd", "2010-07", "2012-12"), run, 2009) == 12
-    assert simulated_value(_target("peak_ratio", "Nd", "2010-01", "2012-12"), run, 2009) == 5.0
-    assert simulated_value(_target("price_ratio", "Nd", "2011-12", "2012-12"), run, 2009) == 0.5
-    assert simulated_value(_target("export_to_domestic", "La", "2011-09", "2011-10"), run, 2009) == 4.0
-    # basket: Nd weighs 3 of 4; the quarter Jul-Sep 2011 averages Nd at (50 + 10 + 10) / 3
+    assert simulated_value(_target("peak_ratio", "Nd", "2010-01", "2012-12"), run, 2009) == 200.0 / 10.0
+    assert simulated_value(_target("price_ratio", "Nd", "2011-12", "2012-12"), run, 2009) == (10 + 47) / (10 + 35)
+    # La export in October 2011 (month 33) over China's domestic La in September 2011 (month 32)
+    assert simulated_value(_target("export_to_domestic", "La", "2011-09", "2011-10"), run, 2009) == 18.5 / 33.0
+    # basket from December 2009 (month 11): the quarter Jul-Sep 2011 (months 30-32) holds the Nd peak
+    index = (export / export[0]) @ np.array([3.0, 1.0]) / 4.0
     basket = simulated_value(_target("basket_peak_ratio", "all", "2009-12", "2012-12"), run, 2009)
-    assert basket == pytest.approx(0.75 * (70 / 3) / 10 + 0.25)
-    exports, quota = np.zeros(months), np.full(months, np.nan)
-    exports[25:37], quota[25:37] = 6.0, 10.0  # months 24-35 are recorded at rows 25-36
-    fill = simulated_value(_target("quota_fill", "all", "2011-01", "2011-12"), _run(export, exports=exports, quota=quota), 2009)
-    assert fill == pytest.approx(0.6)
+    assert basket == pytest.approx(index[30:33].mean() / index[11])
+    # quota fill over 2011: Nd exports of rows 25-36 over Nd's quota; La (no quota) does not count
+    fill = simulated_value(_target("quota_fill", "all", "2011-01", "2011-12"), run, 2009)
+    assert fill == pytest.approx(np.arange(25, 37).sum() / 1200.0)
+    with pytest.raises(ValueError, match="no quota"):
+        simulated_value(_target("quota_fill", "all", "2012-01", "2012-12"), run, 2009)
 
 
 def test_observed_targets_agree_with_the_observed_prices():
@@ -66,6 +73,10 @@ def test_observed_targets_agree_with_the_observed_prices():
             ratio = points[(target.end, target.element, "export")] / points[(target.start, target.element, "export")]
             assert target.observed == pytest.approx(ratio, abs=0.002), target.name
             checked += 1
+        elif target.kind == "export_to_domestic":
+            ratio = points[(target.end, target.element, "export")] / points[(target.start, target.element, "domestic")]
+            assert target.observed == pytest.approx(ratio, abs=0.05), target.name
+            checked += 1
         elif target.kind == "peak_ratio":
             start, end = month_index(target.start, 2009), month_index(target.end, 2009)
             highest = max(
@@ -74,7 +85,7 @@ def test_observed_targets_agree_with_the_observed_prices():
             )
             assert target.observed == pytest.approx(highest / points[("2008-07", target.element, "export")], abs=0.05)
             checked += 1
-    assert checked >= 10
+    assert checked >= 15
     with (DATA_DIR / "history" / "targets.csv").open() as handle:
         assert all(row["source"].strip() for row in csv.DictReader(handle))
 
@@ -83,6 +94,9 @@ def test_validation_numbers_come_from_the_runs(tmp_path):
     """The CLI's table equals what the same seeds give when run here; another seed
     gives other numbers, so nothing is fixed in advance."""
     out = tmp_path / "validation"
+    out.mkdir()
+    # the committed calibration: the replay's settings must be its best candidate
+    shutil.copy(ROOT / "results" / "validation" / "calibration.csv", out / "calibration.csv")
     done = ree("validate", "--replications", "3", "--out", str(out), "--workers", "2")
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out / "validation.csv")
@@ -99,6 +113,7 @@ def test_validation_numbers_come_from_the_runs(tmp_path):
     assert [r.median for r in evaluate_targets(load_targets(), other, 2009)] != [r.median for r in results]
     text = (out / "validation.md").read_text()
     assert f"{int(table['within'].sum())} of {len(table)} targets within" in text
+    assert "They equal the best candidate in `calibration.csv`" in text
     for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):
         assert (out / f"prices_{element}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"prices_{element}.png" in text
@@ -110,10 +125,19 @@ def test_validation_numbers_come_from_the_runs(tmp_path):
     [
         (["validate", "--replications", "0"], "replications"),
         (["validate", str(EXPERIMENTS / "baseline.toml")], "start_year"),
+        (["validate", "LATE"], "start_year"),  # 2024's world from 2024: the targets lie before it
+        (["validate", "SHORT"], "horizon_months"),
     ],
 )
 def test_validate_refuses_bad_input_and_writes_nothing(tmp_path, args, key):
     out = tmp_path / "out"
+    files = {
+        "LATE": 'name = "late"\nbase_year = 2024\nstart_year = 2024\n',
+        "SHORT": f'extends = "{CRISIS}"\nhorizon_months = 40\n',
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    args = [str(tmp_path / f"{a}.toml") if a in files else a for a in args]
     done = ree(*args, "--out", str(out))
     assert done.returncode == 2
     assert key in done.stderr and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

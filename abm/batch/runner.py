@@ -74,17 +74,21 @@ def _git_commit() -> str:
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
-# What a run's numbers depend on: the model's modules, its agents and its data (not the
-# batch engine, the browser app or the validation report around it).
-MODEL_FILES = ("*.py", "agents/*.py", "data/*.csv", "data/*/*.csv")
+# What a run's numbers depend on: the model's modules, its agents, its calibration loader
+# and tables (not the batch engine, the CLI, figures, the browser app or the validation
+# record around them).
+MODEL_FILES = (
+    "__init__.py", "levers.py", "market.py", "metrics.py", "model.py", "policy.py", "programmes.py", "run.py",
+    "scenario.py", "schema.py", "agents/*.py", "data/*.py", "data/*.csv", "data/base_*/*.csv",
+)
 
 
-def model_code_digest() -> str:
+def model_code_digest(package: Path = PACKAGE) -> str:
     """A digest of the model's code and data: finished runs made by other model code are
     never silently extended."""
     digest = hashlib.sha256()
-    for path in sorted({path for pattern in MODEL_FILES for path in PACKAGE.glob(pattern)}):
-        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
+    for path in sorted({path for pattern in MODEL_FILES for path in package.glob(pattern)}):
+        digest.update(path.relative_to(package).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()
 
 

@@ -20,8 +20,8 @@ from abm.data import load_calibration
 from abm.output import atomic_write
 from abm.scenario import ScenarioError
 from abm.validation.history import load_targets
-from abm.validation.replay import replay, replication_seeds
-from abm.validation.report import calibration_loss, evaluate_targets
+from abm.validation.replay import replication_seeds, submit_replays
+from abm.validation.scoring import calibration_loss, evaluate_targets
 
 
 def check_within_ranges(experiment: Experiment) -> None:
@@ -49,7 +49,7 @@ def _score(experiment: Experiment, points: list[dict], seeds: list[int], executo
     """Loss and targets within of each candidate, all on the same seeds."""
     targets = load_targets()
     scenarios = [experiment.scenario.with_settings(point, experiment.source) for point in points]
-    futures = [[executor.submit(replay, scenario, seed) for seed in seeds] for scenario in scenarios]
+    futures = [submit_replays(scenario, seeds, executor) for scenario in scenarios]
     scores = []
     for number, pending in enumerate(futures, start=1):
         results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
@@ -83,5 +83,6 @@ def calibrate(
 
 
 def write_calibration(table: pd.DataFrame, path: Path) -> Path:
+    """Write the candidates table atomically; return its path."""
     atomic_write(path, lambda h: table.to_csv(h, index=False))
     return path

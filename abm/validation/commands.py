@@ -24,12 +24,25 @@ def _command_line() -> str:
     return " ".join(["ree", *(shlex.quote(a) for a in sys.argv[1:])])
 
 
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the working directory when inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def check_covers_targets(scenario: Scenario, source: str | Path) -> None:
     """The scenario must start in its base year and run past the last target month."""
     from abm.validation.history import load_targets, month_index
 
     if scenario.start_year != scenario.base_year:
         raise ScenarioError(source, "start_year", scenario.start_year, f"the base year {scenario.base_year}")
+    first = min(month_index(t.start, scenario.start_year) for t in load_targets())
+    if first < 0:
+        raise ScenarioError(
+            source, "start_year", scenario.start_year, "a start no later than the first validation target (2009)"
+        )
     last = max(month_index(t.end, scenario.start_year) for t in load_targets())
     if scenario.horizon_months <= last:
         raise ScenarioError(
@@ -50,11 +63,15 @@ def _validate(args: argparse.Namespace) -> int:
     from abm.scenario import MarketParameters, load_scenario
     from abm.validation.history import load_observed_prices, load_targets
     from abm.validation.replay import VALIDATION_SEED, replay_many, replication_seeds
-    from abm.validation.report import evaluate_targets, write_validation
+    from abm.batch.experiment import load_experiment
+    from abm.validation.report import Provenance, write_validation
+    from abm.validation.scoring import evaluate_targets
 
     scenario = load_scenario(args.scenario)
     check_covers_targets(scenario, args.scenario)
     replications = _replications(args.replications)
+    # The settings the calibration searches, as its experiment file names them.
+    searched = tuple(f.name for f in load_experiment(DEFAULT_CALIBRATION).factors) if DEFAULT_CALIBRATION.exists() else ()
     seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
     defaults = dataclasses.replace(scenario, market=MarketParameters())
     with open_executor(args.executor, args.workers) as executor:
@@ -64,7 +81,11 @@ def _validate(args: argparse.Namespace) -> int:
     results = evaluate_targets(targets, runs, scenario.start_year)
     uncalibrated = evaluate_targets(targets, default_runs, scenario.start_year)
     out = Path(args.out)
-    for path in write_validation(scenario, results, runs, load_observed_prices(), out, _command_line(), uncalibrated):
+    provenance = Provenance(
+        scenario_path=_shown(Path(args.scenario)), command=_command_line(), searched=searched,
+        calibration_table=out / "calibration.csv",
+    )
+    for path in write_validation(scenario, results, runs, load_observed_prices(), out, provenance, uncalibrated):
         print(path)
     hits = sum(r.within for r in results)
     print(f"{hits} of {len(results)} targets within the simulated 90 % band")

@@ -9,7 +9,7 @@ value; ``bound = lower`` marks an observation that only bounds the truth from be
 from dataclasses import dataclass
 from functools import cache
 
-from abm.data import read_table
+from abm.data import load_calibration, read_table
 
 TARGET_KINDS = (
     "peak_months_after_start", "basket_peak_ratio", "peak_ratio", "quota_fill", "export_to_domestic", "price_ratio",
@@ -52,12 +52,22 @@ def _optional(text: str) -> float | None:
     return float(text) if text.strip() else None
 
 
+# Kinds measured over every element together; the others name one element.
+WHOLE_MARKET_KINDS = ("basket_peak_ratio", "quota_fill")
+
+
 @cache
 def load_targets() -> tuple[Target, ...]:
+    """The observed targets, checked: a known kind and bound, and an element where the
+    kind needs one (``all`` where it does not)."""
+    elements = load_calibration().elements
     targets = []
     for row in read_table("history/targets.csv"):
         if row["kind"] not in TARGET_KINDS or row["bound"] not in BOUNDS:
             raise ValueError(f"history/targets.csv: {row['target']}: unknown kind {row['kind']!r} or bound {row['bound']!r}")
+        expected = ("all",) if row["kind"] in WHOLE_MARKET_KINDS else elements
+        if row["element"] not in expected:
+            raise ValueError(f"history/targets.csv: {row['target']}: element {row['element']!r}, expected one of {expected}")
         targets.append(
             Target(
                 row["target"], row["kind"], row["element"], row["start"], row["end"], float(row["observed"]),
@@ -69,6 +79,7 @@ def load_targets() -> tuple[Target, ...]:
 
 @cache
 def load_observed_prices() -> tuple[ObservedPrice, ...]:
+    """The observed price points (export and domestic zones), with their ranges."""
     prices = []
     for row in read_table("history/observed_prices.csv"):
         if row["zone"] not in ZONES:

@@ -7,7 +7,7 @@ calibration candidate, sees the same random numbers (common random numbers).
 """
 
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +34,8 @@ class Replay:
     elements: tuple[str, ...]
     export_price: np.ndarray  # [T, E] USD/kg, the world market outside the exporter
     domestic_price: np.ndarray  # [T, E] USD/kg, inside the exporter
-    exports: np.ndarray  # [T] t
-    quota: np.ndarray  # [T] t, NaN without a quota
+    exports: np.ndarray  # [T, E] t the exporter's customs saw leave
+    quota: np.ndarray  # [T, E] t its export cap allowed, NaN without a quota
     basket_weight: np.ndarray  # [E] base-year value of each oxide bought outside the exporter
 
 
@@ -46,8 +46,6 @@ def replay(scenario: Scenario, seed: int) -> Replay:
     exporter = model.spec.shock.exporter
     price = np.asarray(recorded["price"], dtype=float)  # [T, E, Z]
     column = model.exporters.index(exporter)
-    quota = np.asarray(recorded["quota"], dtype=float)[:, :, column]  # [T, E]
-    unrestricted = np.isnan(quota).all(axis=1)
     demand = np.asarray(recorded["demand"], dtype=float)[0]  # [E, importing regions]
     outside = [i for i, region in enumerate(model.importing_regions) if region != exporter]
     return Replay(
@@ -55,13 +53,18 @@ def replay(scenario: Scenario, seed: int) -> Replay:
         elements=model.elements,
         export_price=price[:, :, model.price_zones.index(WORLD)],
         domestic_price=price[:, :, model.price_zones.index(exporter)],
-        exports=np.asarray(recorded["exports"], dtype=float)[:, :, column].sum(axis=1),
-        quota=np.where(unrestricted, np.nan, np.nansum(quota, axis=1)),
+        exports=np.asarray(recorded["exports"], dtype=float)[:, :, column],
+        quota=np.asarray(recorded["quota"], dtype=float)[:, :, column],
         basket_weight=demand[:, outside].sum(axis=1) * model.reference_price,
     )
 
 
+def submit_replays(scenario: Scenario, seeds: Sequence[int], executor: Executor) -> list[Future]:
+    """Start every seed's replay on ``executor`` (collect them later, so that several
+    scenarios can share the workers)."""
+    return [executor.submit(replay, scenario, seed) for seed in seeds]
+
+
 def replay_many(scenario: Scenario, seeds: Sequence[int], executor: Executor) -> list[Replay]:
     """Every seed's replay, in seed order, run on ``executor``."""
-    futures = [executor.submit(replay, scenario, seed) for seed in seeds]
-    return [future.result() for future in futures]
+    return [future.result() for future in submit_replays(scenario, seeds, executor)]

@@ -1,9 +1,7 @@
 """Simulated against observed: the summary table, the report and the price figures.
 
-Every number written here is computed from the replications passed in; the observed
-side comes from ``abm/data/history/``. A target is *within* when the observed value
-lies inside the simulated 90 % band (5th to 95th percentile over replications), or,
-for an observation that only bounds the truth from below, when the band reaches it.
+Every number written here is computed from the replications passed in (scored by
+``abm.validation.scoring``); the observed side comes from ``abm/data/history/``.
 """
 
 from dataclasses import dataclass
@@ -19,70 +17,15 @@ import pandas as pd  # noqa: E402
 from abm.figures import save_figure  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
 from abm.scenario import Scenario  # noqa: E402
-from abm.validation.history import ObservedPrice, Target  # noqa: E402
+from abm.validation.history import ObservedPrice  # noqa: E402
 from abm.validation.replay import Replay  # noqa: E402
-from abm.validation.targets import simulated_value  # noqa: E402
+from abm.validation.scoring import BAND, TargetResult, calibration_loss  # noqa: E402
 
-BAND = (5.0, 95.0)  # percentiles of the simulated band
 VALIDATION_COLUMNS = ["target", "observed", "simulated_median", "simulated_low", "simulated_high", "within"]
-# Parameters the calibration searched (docs/ODD.md §9); reported with every validation.
-CALIBRATED = (
-    "price_adjustment", "trend_months", "arbitrage_months", "short_run_elasticity", "long_run_elasticity",
-    "price_memory_months", "hoarding_response", "smuggling_share",
-)
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    target: Target
-    values: np.ndarray  # one simulated value per replication
-
-    @property
-    def median(self) -> float:
-        return float(np.median(self.values))
-
-    @property
-    def low(self) -> float:
-        return float(np.percentile(self.values, BAND[0]))
-
-    @property
-    def high(self) -> float:
-        return float(np.percentile(self.values, BAND[1]))
-
-    @property
-    def within(self) -> bool:
-        observed = self.target.observed
-        if self.target.bound == "lower":
-            return self.high >= observed
-        return self.low <= observed <= self.high
-
-    @property
-    def error(self) -> float:
-        """How far the median misses, on the scale calibration minimises: log ratio for
-        ratios, years for timing; zero when a lower bound is reached."""
-        observed, median = self.target.observed, self.median
-        if self.target.kind == "peak_months_after_start":
-            return (median - observed) / 12.0
-        miss = float(np.log(max(median, 1e-12) / observed))
-        return min(miss, 0.0) if self.target.bound == "lower" else miss
-
-
-def evaluate_targets(targets: tuple[Target, ...], runs: list[Replay], start_year: int) -> list[TargetResult]:
-    return [
-        TargetResult(target, np.array([simulated_value(target, run, start_year) for run in runs]))
-        for target in targets
-    ]
-
-
-def calibration_loss(results: list[TargetResult]) -> float:
-    """Mean squared miss over targets, each target's kind weighted equally, so the five
-    price-fall targets do not outvote the single quota-fill target."""
-    kinds = sorted({r.target.kind for r in results})
-    per_kind = [np.mean([r.error**2 for r in results if r.target.kind == kind]) for kind in kinds]
-    return float(np.mean(per_kind))
 
 
 def validation_table(results: list[TargetResult]) -> pd.DataFrame:
+    """One row per target: observed, simulated median and band, and whether it is within."""
     return pd.DataFrame(
         [
             {
@@ -138,9 +81,42 @@ def _describe(result: TargetResult) -> str:
     if result.within:
         return "observed value inside the simulated 90 % band" if target.bound == "value" else "band reaches the bound"
     if target.kind == "peak_months_after_start":
-        return f"peak {abs(result.median - target.observed):.0f} months {'late' if result.median > target.observed else 'early'}"
+        return f"peak {abs(result.median - target.observed):g} months {'late' if result.median > target.observed else 'early'}"
     factor = result.median / target.observed
     return f"median {factor:.2g}x the observed ({'too high' if factor > 1 else 'too low'})"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a validation comes from: the scenario file and command line, and the
+    calibration it claims to use (the searched settings and, if present, the table of
+    candidates whose first row they should equal)."""
+
+    scenario_path: str
+    command: str
+    searched: tuple[str, ...]  # section.key of each calibrated setting
+    calibration_table: Path | None
+
+
+def _setting(scenario: Scenario, name: str) -> float:
+    section, _, key = name.partition(".")
+    return float(getattr(getattr(scenario, section), key))
+
+
+def _calibration_check(scenario: Scenario, provenance: Provenance) -> str:
+    """Whether the replay's settings are the calibration's best candidate, to the three
+    significant figures the scenario file keeps."""
+    path = provenance.calibration_table
+    if path is None or not path.exists():
+        return "No calibration table beside this report to check them against."
+    best = pd.read_csv(path).iloc[0]
+    differ = [
+        name for name in provenance.searched
+        if name not in best or float(f"{best[name]:.3g}") != float(f"{_setting(scenario, name):.3g}")
+    ]
+    if differ:
+        return f"**They differ from the best candidate in `{path.name}`** for: {', '.join(differ)}."
+    return f"They equal the best candidate in `{path.name}` (first row) to three significant figures."
 
 
 def report_text(
@@ -148,31 +124,34 @@ def report_text(
     results: list[TargetResult],
     runs: list[Replay],
     figures: list[Path],
-    command: str,
+    provenance: Provenance,
     uncalibrated: list[TargetResult],
 ) -> str:
+    """validation.md: provenance, the headline, the target table and the figures."""
     from abm.batch.report import markdown_table
 
     table = validation_table(results)
     table.insert(1, "bound", [r.target.bound for r in results])
+    table["ratio"] = [r.ratio for r in results]
     table["verdict"] = [_describe(r) for r in results]
     hits = int(table["within"].sum())
-    market = scenario.market
-    settings = ", ".join(f"`{name}` = {getattr(market, name):g}" for name in CALIBRATED)
+    settings = ", ".join(f"`{name}` = {_setting(scenario, name):g}" for name in provenance.searched)
     lines = [
         f"# Historical validation: {scenario.name}",
         "",
-        f"Generated by `{command}`; do not edit by hand. {len(runs)} replications of "
-        f"`experiments/{scenario.name}.toml` ({scenario.description}), base year {scenario.base_year}, "
+        f"Generated by `{provenance.command}`; do not edit by hand. {len(runs)} replications of "
+        f"`{provenance.scenario_path}` ({scenario.description}), base year {scenario.base_year}, "
         f"months from January {scenario.start_year}. Observed values and their sources: "
         "`abm/data/history/targets.csv` and `observed_prices.csv`; the method and what the "
         "model leaves out: docs/ODD.md §9.",
         "",
-        f"Market parameters of this replay (the calibrated ones): {settings}.",
+        f"Calibrated settings of this replay: {settings}. {_calibration_check(scenario, provenance)}",
         "",
         f"**{hits} of {len(results)} targets within** (observed inside the simulated 5-95 % band; "
-        "for a lower bound, the band reaches it). Calibration loss (mean squared log miss "
-        f"of the median, by kind of target): {calibration_loss(results):.3f}. With every market "
+        "for a lower bound, the band reaches it; a wide band makes a hit easy, so read the "
+        "median/observed ratio too). Calibration loss (mean over kinds of target of the squared "
+        "miss of the median: log ratio, or years for peak timing): "
+        f"{calibration_loss(results):.3f}. With every market "
         "parameter at its default in `abm/data/parameters.csv` instead (same seeds): loss "
         f"{calibration_loss(uncalibrated):.3f}, {sum(r.within for r in uncalibrated)} of "
         f"{len(uncalibrated)} targets within.",
@@ -182,7 +161,7 @@ def report_text(
             {
                 "target": "target", "bound": "observed is", "observed": "observed",
                 "simulated_median": "simulated median", "simulated_low": "5 %", "simulated_high": "95 %",
-                "within": "within", "verdict": "verdict",
+                "ratio": "median / observed", "within": "within", "verdict": "verdict",
             },
         ),
         "## Figures",
@@ -202,7 +181,7 @@ def write_validation(
     runs: list[Replay],
     observed: tuple[ObservedPrice, ...],
     out: Path,
-    command: str,
+    provenance: Provenance,
     uncalibrated: list[TargetResult],
 ) -> list[Path]:
     """validation.csv, one figure per element and validation.md, into ``out``;
@@ -215,6 +194,6 @@ def write_validation(
         path = out / f"prices_{element}.png"
         plot_element(element, runs, observed, scenario.start_year, path)
         figures.append(path)
-    text = report_text(scenario, results, runs, figures, command, uncalibrated)
+    text = report_text(scenario, results, runs, figures, provenance, uncalibrated)
     atomic_write(out / "validation.md", lambda h: h.write(text))
     return [*written, *figures, out / "validation.md"]

@@ -34,7 +34,12 @@ def simulated_value(target: Target, run: Replay, start_year: int) -> float:
         quarters = [index[month : month + 3].mean() for month in range(first + 1, last + 1, 3)]
         return float(max(quarters) / index[first])
     if target.kind == "quota_fill":
-        # exports over the quota from `start` to `end` (months m are recorded at row m + 1)
+        # exports over the quota from `start` to `end`, element-months under a quota only
+        # (month m is recorded at row m + 1)
         months = slice(first + 1, last + 2)
-        return float(run.exports[months].sum() / np.nansum(run.quota[months]))
+        quota, exports = run.quota[months], run.exports[months]
+        under = ~np.isnan(quota)
+        if not under.any():
+            raise ValueError(f"{target.name}: no quota in force from {target.start} to {target.end}")
+        return float(exports[under].sum() / quota[under].sum())
     raise ValueError(f"unknown target kind {target.kind!r}")
