@@ -132,6 +132,19 @@ def test_smuggling_moves_oxide_outside_the_quota_and_leaves_it_unfilled():
     assert _zone(on, "price", "Dy", "world")[25:49].mean() < _zone(off, "price", "Dy", "world")[25:49].mean()
 
 
+def test_official_and_smuggled_exports_stay_within_quota_and_allowance_every_month():
+    model = RareEarthModel(scenario=load_scenario(CRISIS).with_settings({"market.smuggling_share": 0.5}), rng=2)
+    smuggled = 0.0
+    for _ in range(72):  # the quota years 2009-2014
+        model.step()
+        for k, nation in enumerate(model.nations):
+            official, unofficial = model.exports[:, k], model.unofficial_exports[:, k]
+            assert (official <= nation.export_cap + 1e-6).all()
+            assert (unofficial <= model._unofficial[:, k] + 1e-9).all()
+            smuggled += unofficial.sum()
+    assert smuggled > 0
+
+
 def test_a_ban_separates_a_destination_no_seller_with_stock_can_reach():
     # regions: 0 the exporter (stock left), 1 a third region sold out, 2 the banned destination
     allowed = np.ones((1, 3, 3), bool)

@@ -54,9 +54,11 @@ def _score(experiment: Experiment, points: list[dict], seeds: list[int], executo
     for number, pending in enumerate(futures, start=1):
         results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
         scores.append({"loss": calibration_loss(results), "within": sum(r.within for r in results)})
-        if progress:
+        if progress and sys.stderr.isatty():
             print(f"\r{progress} {number}/{len(points)}", end="", file=sys.stderr, flush=True)
-    if progress:
+        elif progress and (number % max(len(points) // 10, 1) == 0 or number == len(points)):
+            print(f"{progress} {number}/{len(points)}", file=sys.stderr, flush=True)  # a log, not a terminal
+    if progress and sys.stderr.isatty():
         print(file=sys.stderr)
     return scores
 
