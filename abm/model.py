@@ -13,7 +13,7 @@ import mesa
 import numpy as np
 
 from abm.agents import ExportingNation, Importer, Recycler, Refiner, StrategicStockpile
-from abm.data import Calibration, load_calibration
+from abm.data import Calibration, load_calibration, month_index
 from abm.levers import capped_shares
 from abm.market import clear_markets, price_areas, prorata_fill, update_prices
 from abm.policy import evolve_tension, export_rules
@@ -154,7 +154,7 @@ class RareEarthModel(mesa.Model):
             if project.kind == "refinery":
                 plant = Refiner(self, project.nation, index[project.nation], 0.0, index[project.target],
                                 oxide=np.zeros(n_elements))
-                plant.plan(project.capacity_t_per_year / 12.0, self._month_of(project.online), project.ramp_months)
+                plant.plan(project.capacity_t_per_year / 12.0, month_index(project.online, self.spec.start_year), project.ramp_months)
 
         # Every region that mines or separates can restrict its exports. Its reference
         # exports start at its base-year oxide surplus: output in proportion to separation
@@ -173,7 +173,7 @@ class RareEarthModel(mesa.Model):
             for project in calibration.projects:
                 if project.kind == "mine" and project.nation == nation:
                     built.plan(self.deposits.index(project.target), project.capacity_t_per_year / 12.0,
-                               self._month_of(project.online), project.ramp_months)
+                               month_index(project.online, self.spec.start_year), project.ramp_months)
             new_mines = spec.domestic_mining
             if new_mines.tonnes_per_year > 0 and nation == new_mines.region:
                 built.plan(self.deposits.index(new_mines.deposit), new_mines.tonnes_per_year / 12.0,
@@ -210,11 +210,6 @@ class RareEarthModel(mesa.Model):
                 if need.sum() > 0:
                     reserve = spec.stockpile.initial_fill * spec.stockpile.months * need
                     StrategicStockpile(self, region, index[region], reserve, spec.stockpile, self.base_price[:, index[region]])
-
-    def _month_of(self, date: str) -> int:
-        """Model month of a ``YYYY-MM`` date (month 0 is January of ``start_year``)."""
-        year, month = (int(part) for part in date.split("-"))
-        return (year - self.spec.start_year) * 12 + month - 1
 
     def _contract_origins(self, region: str, separation_share: np.ndarray) -> tuple[np.ndarray, float, float]:
         """A region's contract book as shares of its trend need by origin (they sum to the
@@ -339,14 +334,14 @@ class RareEarthModel(mesa.Model):
             self._allowed[:, nation.region_index, :] = ~nation.banned
         self.quota = np.stack([n.export_cap for n in self.nations], axis=1)
         self.quota[np.isinf(self.quota)] = np.nan
-        world_price = self.world_price(self.regional_price)
-        self._unofficial = np.stack(
-            [
-                n.unofficial_allowance(world_price, self.regional_price[:, n.region_index], self.market.smuggling_share)
-                for n in self.nations
-            ],
-            axis=1,
-        )  # [E, X] t that may leave outside each exporter's quota
+        # [E, X] t that may leave outside each exporter's quota (none when smuggling is off)
+        self._unofficial = np.zeros((len(self.elements), len(self.exporters)))
+        if self.market.smuggling_share > 0:
+            world_price = self.world_price(self.regional_price)
+            for k, nation in enumerate(self.nations):
+                self._unofficial[:, k] = nation.unofficial_allowance(
+                    world_price, self.regional_price[:, nation.region_index], self.market.smuggling_share
+                )
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home, a price floor included."""

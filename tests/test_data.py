@@ -8,11 +8,18 @@ import pytest
 from abm.data import DATA_DIR, load_calibration
 
 
-@pytest.mark.parametrize("path", sorted(DATA_DIR.glob("*.csv")), ids=lambda p: p.name)
+# Tables that may be empty in a base year: 2024 has no projects still to come online.
+MAY_BE_EMPTY = ("projects.csv",)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DATA_DIR.rglob("*.csv")), ids=lambda p: p.relative_to(DATA_DIR).as_posix()
+)
 def test_every_row_cites_a_source(path):
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert rows and all(row["source"].strip() for row in rows)
+    assert rows or path.name in MAY_BE_EMPTY
+    assert all(row["source"].strip() for row in rows)
 
 
 def test_mine_capacity_matches_usgs_2024_world_production():

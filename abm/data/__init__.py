@@ -91,6 +91,13 @@ class Calibration:
         return tuple(r for r in self.regions if r in active)
 
 
+def month_index(date: str, start_year: int) -> int:
+    """Months from January of ``start_year`` to ``date`` (``YYYY-MM``): model month of a
+    dated fact (a project coming online, an observation)."""
+    year, month = (int(part) for part in date.split("-"))
+    return (year - start_year) * 12 + month - 1
+
+
 def table_path(name: str, base_year: int = DEFAULT_BASE_YEAR) -> Path:
     """The file of table ``name`` for ``base_year``: its own version if the base year has one."""
     own = DATA_DIR / f"base_{base_year}" / name
@@ -157,13 +164,12 @@ def _read_calibration(base_year: int) -> Calibration:
         for r in rows("refiners.csv")
     )
     deposits = tuple(r["deposit"] for r in deposit_rows)
-    own_projects = DATA_DIR / f"base_{base_year}" / "projects.csv"
     projects = tuple(
         Project(
             r["kind"], r["nation"], r["deposit_or_feed"], float(r["capacity_t_per_year"]), r["online"],
             int(r["ramp_months"]),
         )
-        for r in (rows("projects.csv") if base_year != DEFAULT_BASE_YEAR and own_projects.exists() else [])
+        for r in rows("projects.csv")
     )
     for project in projects:
         known = deposits if project.kind == "mine" else regions

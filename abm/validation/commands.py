@@ -34,7 +34,8 @@ def _shown(path: Path) -> str:
 
 def check_covers_targets(scenario: Scenario, source: str | Path) -> None:
     """The scenario must start in its base year and run past the last target month."""
-    from abm.validation.history import load_targets, month_index
+    from abm.data import month_index
+    from abm.validation.history import load_targets
 
     if scenario.start_year != scenario.base_year:
         raise ScenarioError(source, "start_year", scenario.start_year, f"the base year {scenario.base_year}")

@@ -18,12 +18,6 @@ BOUNDS = ("value", "lower")
 ZONES = ("export", "domestic")
 
 
-def month_index(date: str, start_year: int) -> int:
-    """Months from January of ``start_year`` to ``date`` (``YYYY-MM``)."""
-    year, month = (int(part) for part in date.split("-"))
-    return (year - start_year) * 12 + month - 1
-
-
 @dataclass(frozen=True)
 class Target:
     name: str

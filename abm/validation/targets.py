@@ -6,7 +6,8 @@ Months are counted from January of the scenario's start year; a target's ``start
 
 import numpy as np
 
-from abm.validation.history import Target, month_index
+from abm.data import month_index
+from abm.validation.history import Target
 from abm.validation.replay import Replay
 
 
