@@ -26,3 +26,5 @@ results:
 	.venv/bin/ree batch experiments/sensitivity.toml
 	.venv/bin/ree calibrate
 	.venv/bin/ree validate
+	scripts/setup.sh --test
+	REE_VIZ_SCREENSHOT=results/viz.png .venv/bin/python -m pytest -q tests/test_viz_browser.py

@@ -2,11 +2,39 @@
 
 The public API: ``RareEarthModel`` (a Mesa model), ``Scenario`` and ``load_scenario``
 (typed, validated inputs), ``run_scenario`` (one run to tidy tables and metrics),
-``evaluate`` (one run as a function of keyword parameters, for EMA Workbench or SALib).
+``evaluate`` (one run as a function of keyword parameters and a seed, for EMA Workbench
+or SALib) and ``outcome_names`` (the outcomes it returns, to declare), ``label_batch_run``
+(``mesa.batch_run`` rows as the tidy table of ``run_scenario``).
+
+Names are imported on first use, so ``import abm.scenario`` (what ``ree check`` needs)
+does not pay for importing Mesa.
 """
 
-from abm.model import RareEarthModel
-from abm.run import RunResult, evaluate, run_scenario
-from abm.scenario import Scenario, ScenarioError, load_scenario
+from importlib import import_module
+from typing import Any
 
-__all__ = ["RareEarthModel", "RunResult", "Scenario", "ScenarioError", "evaluate", "load_scenario", "run_scenario"]
+# Each public name and the module that defines it.
+_PUBLIC = {
+    "RareEarthModel": "abm.model",
+    "RunResult": "abm.run",
+    "evaluate": "abm.run",
+    "label_batch_run": "abm.run",
+    "outcome_names": "abm.run",
+    "run_scenario": "abm.run",
+    "Scenario": "abm.scenario",
+    "ScenarioError": "abm.scenario",
+    "load_scenario": "abm.scenario",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'abm' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from abm.schema import (
-    DEPOSIT, ELEMENT_LIST, NON_NEGATIVE, PRODUCER, REGION, REGION_LIST, SHARE, at_least, csv_default,
-    members, PRODUCERS, spec,
+    DEPOSIT, ELEMENT_LIST, MAX_USD, MONTHS, NON_NEGATIVE, PRODUCER, PRODUCERS, REGION, REGION_LIST, SHARE,
+    TONNES_PER_YEAR, USD, at_least, between, csv_default, members, months_from, spec,
 )
 
 PRODUCER_LIST = members(PRODUCERS, "regions that mine or separate")
@@ -24,30 +24,30 @@ class DomesticMining:
     """New mines in ``region``: output only after permitting, a possible environmental
     review and construction, then a ramp-up; its basket is its deposit type's."""
 
-    tonnes_per_year: float = csv_default("domestic_mining", "tonnes_per_year", NON_NEGATIVE)
+    tonnes_per_year: float = csv_default("domestic_mining", "tonnes_per_year", TONNES_PER_YEAR)
     region: str = spec(REGION, default="US")
     deposit: str = spec(DEPOSIT, default="mountain_pass")
-    permit_delay_months: int = csv_default("domestic_mining", "permit_delay_months", NON_NEGATIVE)
+    permit_delay_months: int = csv_default("domestic_mining", "permit_delay_months", MONTHS)
     review_delay_probability: float = csv_default("domestic_mining", "review_delay_probability", SHARE)
-    review_delay_months: int = csv_default("domestic_mining", "review_delay_months", NON_NEGATIVE)
-    build_months: int = csv_default("domestic_mining", "build_months", NON_NEGATIVE)
-    ramp_months: int = csv_default("domestic_mining", "ramp_months", NON_NEGATIVE)
-    capex_usd_per_t_per_year: float = csv_default("domestic_mining", "capex_usd_per_t_per_year", NON_NEGATIVE)
+    review_delay_months: int = csv_default("domestic_mining", "review_delay_months", MONTHS)
+    build_months: int = csv_default("domestic_mining", "build_months", MONTHS)
+    ramp_months: int = csv_default("domestic_mining", "ramp_months", MONTHS)
+    capex_usd_per_t_per_year: float = csv_default("domestic_mining", "capex_usd_per_t_per_year", USD)
 
 
 @dataclass(frozen=True)
 class Refining:
     """New separation capacity in ``region``, outside the dominant exporter."""
 
-    tonnes_per_year: float = csv_default("refining", "tonnes_per_year", NON_NEGATIVE)
+    tonnes_per_year: float = csv_default("refining", "tonnes_per_year", TONNES_PER_YEAR)
     joint_venture: bool = False
     region: str = spec(REGION, default="US")
-    lead_months: int = csv_default("refining", "lead_months", NON_NEGATIVE)
-    ramp_months: int = csv_default("refining", "ramp_months", NON_NEGATIVE)
-    joint_venture_saving_months: int = csv_default("refining", "joint_venture_saving_months", NON_NEGATIVE)
+    lead_months: int = csv_default("refining", "lead_months", MONTHS)
+    ramp_months: int = csv_default("refining", "ramp_months", MONTHS)
+    joint_venture_saving_months: int = csv_default("refining", "joint_venture_saving_months", MONTHS)
     technology_ban: bool = True
-    technology_ban_delay_months: int = csv_default("refining", "technology_ban_delay_months", NON_NEGATIVE)
-    capex_usd_per_t_per_year: float = csv_default("refining", "capex_usd_per_t_per_year", NON_NEGATIVE)
+    technology_ban_delay_months: int = csv_default("refining", "technology_ban_delay_months", MONTHS)
+    capex_usd_per_t_per_year: float = csv_default("refining", "capex_usd_per_t_per_year", USD)
     joint_venture_cost_saving: float = csv_default("refining", "joint_venture_cost_saving", SHARE)
 
 
@@ -63,7 +63,7 @@ class Partnership:
     partners: tuple[str, ...] = spec(PRODUCER_LIST, default=("MY", "US", "EU"))
     premium: float = csv_default("partnership", "premium", NON_NEGATIVE)
     outage_probability: float = csv_default("partnership", "outage_probability", SHARE)
-    outage_months: int = csv_default("partnership", "outage_months", NON_NEGATIVE)
+    outage_months: int = csv_default("partnership", "outage_months", MONTHS)
     outage_cut: float = csv_default("partnership", "outage_cut", SHARE)
 
 
@@ -72,13 +72,13 @@ class Substitution:
     """Research toward substitutes: after an uncertain lead time, magnet makers in
     ``regions`` use less of ``elements``, by at most ``max_cut_per_year`` a year."""
 
-    usd_per_year: float = csv_default("substitution", "usd_per_year", NON_NEGATIVE)
+    usd_per_year: float = csv_default("substitution", "usd_per_year", USD)
     regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Nd", "Pr", "Dy", "Tb"))
-    lead_months_min: int = csv_default("substitution", "lead_months_min", NON_NEGATIVE)
-    lead_months_max: int = csv_default("substitution", "lead_months_max", NON_NEGATIVE)
+    lead_months_min: int = csv_default("substitution", "lead_months_min", MONTHS)
+    lead_months_max: int = csv_default("substitution", "lead_months_max", MONTHS)
     max_reduction: float = csv_default("substitution", "max_reduction", SHARE)
-    spend_scale_usd_per_year: float = csv_default("substitution", "spend_scale_usd_per_year", at_least(1.0))
+    spend_scale_usd_per_year: float = csv_default("substitution", "spend_scale_usd_per_year", between(1.0, MAX_USD))
     max_cut_per_year: float = csv_default("substitution", "max_cut_per_year", SHARE)
 
 
@@ -88,7 +88,7 @@ class Recycling:
     subsidy per kg of recovered oxide."""
 
     rate: float = csv_default("recycling", "rate", SHARE)
-    subsidy_usd_per_kg: float = csv_default("recycling", "subsidy_usd_per_kg", NON_NEGATIVE)
+    subsidy_usd_per_kg: float = csv_default("recycling", "subsidy_usd_per_kg", USD)
     regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
     collection_cost_ratio: float = csv_default("recycling", "collection_cost_ratio", at_least(1e-6))
 
@@ -98,11 +98,11 @@ class Stockpile:
     """Government stocks in ``regions``: ``months`` of consumption, bought when calm,
     released on shortage or a price spike."""
 
-    months: float = csv_default("stockpile", "months", NON_NEGATIVE)
+    months: float = csv_default("stockpile", "months", MONTHS)
     regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU"))
     initial_fill: float = csv_default("stockpile", "initial_fill", SHARE)
-    fill_months: int = csv_default("stockpile", "fill_months", at_least(1))
-    release_months: int = csv_default("stockpile", "release_months", at_least(1))
+    fill_months: int = csv_default("stockpile", "fill_months", months_from(1))
+    release_months: int = csv_default("stockpile", "release_months", months_from(1))
     release_price_ratio: float = csv_default("stockpile", "release_price_ratio", at_least(1.0))
     holding_cost_per_year: float = csv_default("stockpile", "holding_cost_per_year", NON_NEGATIVE)
 
@@ -113,7 +113,7 @@ class Contracts:
     ``regions`` no origin may hold more than ``max_origin_share`` of the book."""
 
     share: float = csv_default("contracts", "share", SHARE)
-    months: int = csv_default("contracts", "months", at_least(1))
+    months: int = csv_default("contracts", "months", months_from(1))
     max_origin_share: float = csv_default("contracts", "max_origin_share", SHARE)
     regions: tuple[str, ...] = spec(REGION_LIST, default=("US", "JP", "EU", "RW"))
     premium: float = csv_default("contracts", "premium", NON_NEGATIVE)
@@ -139,11 +139,11 @@ class PriceFloor:
     """A government guarantee to a domestic producer (the 2025 US-MP Materials deal):
     when the producer's price is below ``usd_per_kg`` it is paid the difference."""
 
-    usd_per_kg: float = csv_default("price_floor", "usd_per_kg", NON_NEGATIVE)
+    usd_per_kg: float = csv_default("price_floor", "usd_per_kg", USD)
     region: str = spec(PRODUCER, default="US")
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Nd", "Pr"))
-    start: int = csv_default("price_floor", "start", NON_NEGATIVE)
-    months: int = csv_default("price_floor", "months", NON_NEGATIVE)
+    start: int = csv_default("price_floor", "start", MONTHS)
+    months: int = csv_default("price_floor", "months", MONTHS)
 
 
 # The section of each lever in a scenario, in the order policy costs are reported.

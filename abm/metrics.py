@@ -1,8 +1,11 @@
 """Figures of merit computed from time series: pure numpy functions, no Mesa.
 
 Every function takes monthly series (first axis = month) and returns plain floats or
-arrays, so they apply equally to one run and to a stack of replications.
+arrays, so they apply equally to one run and to a stack of replications. ``METRICS`` is
+the catalogue of the metrics a run reports: their names, units and meaning.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -109,3 +112,115 @@ def paired_relative_gain(
         float(np.quantile(gains, tail)),
         float(np.quantile(gains, 1.0 - tail)),
     )
+
+
+# ------------------------------------------------------------------ the catalogue of run metrics
+# Every metric a run reports (``abm.run.run_metrics``) is named by one grammar:
+#     <quantity>_<unit>[_<element or lever>]
+# with the unit token from UNITS. The catalogue below is the only place a metric is named:
+# run_metrics, abm.outcome_names(), the EMA outcome declarations and the report's labels
+# all derive from it.
+UNITS: dict[str, str] = {
+    "t": "tonnes of rare earth oxide",
+    "usd": "US dollars",
+    "months": "months",
+    "fraction": "a share, 0-1 (volatility: per year)",
+    "ratio": "a ratio of two prices",
+    "index": "a dimensionless index, 0-1",
+    "count": "a number of suppliers (fractional: an effective number)",
+    "flag": "1 for yes, 0 for no",
+}
+# What a suffix names: one value per element (Nd, Pr ...) or per policy lever.
+PER = ("element", "lever")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One entry of the catalogue: ``quantity`` and ``unit`` make the name; ``per`` says
+    whether it comes per element or per lever (a suffix), ``total`` that it also comes
+    without a suffix (over all elements, weighted by their 2024 value, or all levers);
+    ``label`` is what a table header shows."""
+
+    quantity: str
+    unit: str
+    label: str
+    description: str
+    per: str = ""
+    total: bool = True
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS or self.per not in ("", *PER) or not (self.per or self.total):
+            raise ValueError(f"metric {self.quantity}: unit {self.unit!r} or per {self.per!r} breaks the grammar")
+
+    @property
+    def base(self) -> str:
+        """The name without a suffix, ``<quantity>_<unit>``."""
+        return f"{self.quantity}_{self.unit}"
+
+    def name(self, suffix: str = "") -> str:
+        """The metric's name for one element or lever (``suffix``), or its total (blank)."""
+        return f"{self.base}_{suffix}" if suffix else self.base
+
+
+_CATALOGUE = (
+    Metric("world_price_volatility", "fraction", "world price volatility",
+           "annualised volatility of the world price: std of monthly log returns x sqrt(12)", "element", False),
+    Metric("world_price_peak", "ratio", "world price peak ratio", "highest world price over the month-0 price",
+           "element", False),
+    Metric("world_price_max_drawdown", "fraction", "world price max drawdown",
+           "largest fall of the world price from a running peak, as a share of that peak", "element", False),
+    Metric("exporter_to_world_price", "ratio", "exporter/world price",
+           "mean of the dominant exporter's domestic price over the world price (NaN without a zone of its own)",
+           "element", False),
+    Metric("shortfall_outside_exporter", "t", "shortfall outside exporter",
+           "cumulative unmet demand of importers outside the dominant exporter", "element"),
+    Metric("shortfall_outside_exporter", "fraction", "shortfall share outside exporter",
+           "share of the demand outside the dominant exporter left unmet over the run", "element", False),
+    Metric("shortfall_depth", "fraction", "shortfall depth",
+           "deepest monthly loss of service outside the exporter (total: value-weighted)", "element"),
+    Metric("resilience_loss", "months", "resilience loss",
+           "area of lost service outside the exporter, months at full loss (total: value-weighted)", "element"),
+    Metric("recovery", "months", "recovery",
+           "months from the first month below 95 % service at or after the shock's start until service is back",
+           "element"),
+    Metric("recovery_censored", "flag", "recovery censored",
+           "1 when service had not recovered by the horizon (recovery is then right-censored)", "element"),
+    Metric("supplier_hhi", "index", "supplier HHI",
+           "Herfindahl index of the origins of supply to importers outside the exporter", "element", False),
+    Metric("effective_suppliers", "count", "effective suppliers", "1 / supplier HHI (0 without supply)",
+           "element", False),
+    Metric("supply_from_exporter", "fraction", "supply from exporter",
+           "share of the supply to importers outside the exporter that came from the exporter", "element", False),
+    Metric("unserved_value", "usd", "unserved value", "value at 2024 prices of the shortfall outside the exporter"),
+    Metric("mean_tension", "index", "mean tension", "mean bilateral tension over pairs and months"),
+    Metric("policy_cost", "usd", "policy cost", "what the policy levers cost over the run (per lever: that lever)",
+           "lever"),
+)
+METRICS: dict[str, Metric] = {metric.base: metric for metric in _CATALOGUE}
+
+
+def metric_names(elements: tuple[str, ...], levers: tuple[str, ...]) -> list[str]:
+    """Every metric a run with these elements and levers reports, in a stable order: the
+    per-element metrics element by element, then each total followed by its per-lever values."""
+    names = [m.name(e) for e in elements for m in METRICS.values() if m.per == "element"]
+    for metric in METRICS.values():
+        if metric.total:
+            names.append(metric.name())
+        if metric.per == "lever":
+            names += [metric.name(lever) for lever in levers]
+    return names
+
+
+def parse_metric(name: str) -> tuple[Metric, str]:
+    """The catalogue entry of a metric name and its suffix (element, lever or blank);
+    KeyError for a name outside the catalogue."""
+    for base in sorted(METRICS, key=len, reverse=True):  # the longest base that matches
+        if name == base or name.startswith(f"{base}_"):
+            return METRICS[base], name.removeprefix(base).removeprefix("_")
+    raise KeyError(name)
+
+
+def metric_label(name: str) -> str:
+    """A table header for a metric, e.g. ``world price volatility Dy (fraction)``."""
+    metric, suffix = parse_metric(name)
+    return f"{metric.label}{' ' + suffix if suffix else ''} ({metric.unit})"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mesa
 import numpy as np
+from mesa.experimental.scenarios import Scenario as MesaScenario
 
 from abm.agents import ExportingNation, Importer, Recycler, Refiner, StrategicStockpile
 from abm.data import Calibration, load_calibration, month_index
@@ -18,7 +19,7 @@ from abm.levers import capped_shares
 from abm.market import clear_markets, price_areas, prorata_fill, update_prices
 from abm.policy import evolve_tension, export_rules
 from abm.programmes import Programmes
-from abm.scenario import Scenario, load_scenario
+from abm.scenario import KEYWORD_PATHS, Scenario, load_scenario, setting_value
 
 # The world market in the tidy output: importers outside the dominant exporter.
 WORLD = "world"
@@ -33,6 +34,45 @@ RECORDED = (
 )
 # Recorded arrays without an element axis.
 WITHOUT_ELEMENT = ("tension", "policy_cost")
+
+
+def _nation_exports(nation: ExportingNation) -> np.ndarray:
+    """[E] t a nation exported this month through customs (the model's ``exports`` column)."""
+    return nation.model.exports[:, nation.model.exporters.index(nation.code)]
+
+
+# Per-agent records, kept only with ``record_agents=True`` (Mesa agent-type reporters).
+# Flows are t REO per month, stocks t REO, spend USD per month; each is an [E] array
+# (elements in ``model.elements``) except a refiner's separation capacity (t REO per
+# month, all elements). Names never clash with RECORDED: mesa.batch_run puts a model's and
+# an agent's values in one row.
+AGENT_LABELS = ("agent_type", "region", "sector")
+AGENT_REPORTERS: dict[type, dict[str, object]] = {
+    ExportingNation: {
+        "mined_t": "mined", "exports_t": _nation_exports, "concentrate_stock_t": "concentrate",
+    },
+    Refiner: {
+        "separation_capacity_t": "capacity", "feed_stock_t": "feed", "oxide_stock_t": "oxide", "sold_t": "sold",
+    },
+    Importer: {
+        "need_t": "need", "received_t": "received", "shortfall_t": "shortfall", "stock_t": "stock",
+        "spend_usd": "spend",
+    },
+    Recycler: {"recycled_t": "recycled", "scrap_pool_t": "scrap_pool", "sold_t": "sold"},
+    StrategicStockpile: {"reserve_t": "reserve", "bought_t": "bought", "sold_t": "sold"},
+}
+
+
+def _agent_reporters() -> dict[type, dict[str, object]]:
+    """AGENT_REPORTERS with each agent's labels first (its type, region, sector)."""
+    labels = {
+        "agent_type": lambda agent: type(agent).__name__,
+        "region": lambda agent: agent.model.regions[agent.region_index],
+    }
+    return {
+        kind: {**labels, **({"sector": "sector"} if kind is Importer else {}), **reporters}
+        for kind, reporters in AGENT_REPORTERS.items()
+    }
 
 
 def resolve_scenario(scenario: Scenario | str | Path | None) -> Scenario:
@@ -56,6 +96,17 @@ class RareEarthModel(mesa.Model):
     ``recycling_subsidy`` USD/kg, ``stockpile_months``, ``contract_share``,
     ``max_origin_share``, ``agreement``, ``price_floor`` USD/kg). An override is
     validated like the same key in a file; None keeps the scenario's value.
+    ``record_agents=True`` also records every agent each month (``AGENT_REPORTERS``; see
+    ``abm.run.tidy_agent_series``); it is a recording switch, not a scenario setting, and
+    off by default so the monthly step does no extra work.
+
+    Two scenarios, not to be confused: ``spec`` is this project's resolved
+    ``abm.Scenario`` (the file or object given as ``scenario=``, with the keyword
+    overrides applied): what the run simulates. ``scenario`` is Mesa's
+    (``mesa.experimental.scenarios.Scenario``) and carries this model's keywords with the
+    values the run used: ``rng``, ``scenario`` (as given), ``record_agents`` and every
+    override keyword at its effective value (``model.scenario.quota_cut`` is the cut the
+    run used, from the keyword or else from the file).
     """
 
     def __init__(
@@ -80,9 +131,9 @@ class RareEarthModel(mesa.Model):
         max_origin_share: float | None = None,
         agreement: bool | None = None,
         price_floor: float | None = None,
+        record_agents: bool = False,
     ) -> None:
-        super().__init__(rng=rng)
-        self.spec = resolve_scenario(scenario).with_overrides(
+        spec = resolve_scenario(scenario).with_overrides(
             horizon_months=horizon_months, quota_cut=quota_cut, shock_start=shock_start,
             shock_months=shock_months, tension_volatility=tension_volatility,
             domestic_mining=domestic_mining, permit_delay_months=permit_delay_months,
@@ -91,6 +142,11 @@ class RareEarthModel(mesa.Model):
             stockpile_months=stockpile_months, contract_share=contract_share, max_origin_share=max_origin_share,
             agreement=agreement, price_floor=price_floor,
         )
+        keywords = {name: setting_value(spec, name) for name in KEYWORD_PATHS}
+        mesa_scenario = MesaScenario(rng=rng, scenario=scenario, record_agents=record_agents, **keywords)
+        super().__init__(rng=rng, scenario=mesa_scenario)
+        self.spec = spec
+        self.record_agents = record_agents
         calibration = load_calibration(self.spec.base_year)
         self.elements = calibration.elements
         self.regions = calibration.regions
@@ -105,7 +161,10 @@ class RareEarthModel(mesa.Model):
         self.base_price = self._base_price()
         self._build_agents(calibration)
         self._init_state()
-        self.datacollector = mesa.DataCollector(model_reporters={name: name for name in RECORDED})
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: name for name in RECORDED},
+            agenttype_reporters=_agent_reporters() if record_agents else None,
+        )
         self.datacollector.collect(self)
 
     # ----------------------------------------------------------------- set-up

@@ -21,13 +21,26 @@ from abm.levers import (
     Recycling, Refining, Stockpile, Substitution,
 )
 from abm.schema import (
-    DEPOSIT, ELEMENT_LIST, ELEMENTS, NON_NEGATIVE, POSITIVE, PRODUCER, REGION, REGIONS, SHARE,
-    ScenarioError, at_least, at_most, between, build, checked, csv_default, one_of, optional, spec,
+    DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, PRODUCER, REGION, REGIONS, SHARE,
+    TONNES_PER_YEAR, ScenarioError, at_most, between, build, checked, csv_default, months_from, one_of, optional,
+    plain_name, spec,
 )
 
 __all__ = ["Event", "MarketParameters", "Scenario", "ScenarioError", "Shock", "TensionParameters", "load_scenario"]
 
 EVENT_KINDS = ("quota", "ban", "outage", "export_tax")
+# The keys every event has, and those only some kinds use (abm.policy.export_rules).
+EVENT_COMMON_KEYS = ("kind", "nation", "start", "months")
+EVENT_KEYS: dict[str, tuple[str, ...]] = {
+    "quota": ("cut", "tonnes_per_year", "elements"),
+    "ban": ("destination", "elements"),
+    "outage": ("cut", "deposit"),
+    "export_tax": ("rate", "elements"),
+}
+_EVENT_KEY_NOUNS = {
+    "cut": "cut", "tonnes_per_year": "tonnage", "elements": "element list", "destination": "destination",
+    "deposit": "deposit", "rate": "tax rate",
+}
 
 
 def _pair(value: str) -> str | None:
@@ -46,17 +59,17 @@ class MarketParameters:
     """Price formation, demand, inventories and supply response (sources in parameters.csv)."""
 
     price_adjustment: float = csv_default("market", "price_adjustment", NON_NEGATIVE)
-    target_cover_months: float = csv_default("market", "target_cover_months", POSITIVE)
-    trend_months: float = csv_default("market", "trend_months", NON_NEGATIVE)
+    target_cover_months: float = csv_default("market", "target_cover_months", months_from(1e-12))
+    trend_months: float = csv_default("market", "trend_months", MONTHS)
     min_price_ratio: float = csv_default("market", "min_price_ratio", SHARE)
-    arbitrage_months: float = csv_default("market", "arbitrage_months", at_least(1.0))
+    arbitrage_months: float = csv_default("market", "arbitrage_months", months_from(1.0))
     short_run_elasticity: float = csv_default("market", "short_run_elasticity", at_most(0.0))
     long_run_elasticity: float = csv_default("market", "long_run_elasticity", at_most(0.0))
-    price_memory_months: float = csv_default("market", "price_memory_months", at_least(1.0))
+    price_memory_months: float = csv_default("market", "price_memory_months", months_from(1.0))
     supply_elasticity: float = csv_default("market", "supply_elasticity", NON_NEGATIVE)
     demand_volatility: float = csv_default("market", "demand_volatility", NON_NEGATIVE)
-    inventory_months: float = csv_default("market", "inventory_months", NON_NEGATIVE)
-    restock_months: float = csv_default("market", "restock_months", at_least(1.0))
+    inventory_months: float = csv_default("market", "inventory_months", MONTHS)
+    restock_months: float = csv_default("market", "restock_months", months_from(1.0))
     hoarding_response: float = csv_default("market", "hoarding_response", NON_NEGATIVE)
     separation_yield: float = csv_default("market", "separation_yield", between(1e-6, 1.0))
     collection_rate: float = csv_default("market", "collection_rate", SHARE)
@@ -92,8 +105,8 @@ class Shock:
 
     exporter: str = spec(PRODUCER, default="CN")
     quota_cut: float = csv_default("shock", "quota_cut", SHARE)
-    start: int = csv_default("shock", "start", NON_NEGATIVE)
-    months: int = csv_default("shock", "months", NON_NEGATIVE)
+    start: int = csv_default("shock", "start", MONTHS)
+    months: int = csv_default("shock", "months", MONTHS)
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=ELEMENTS)
 
 
@@ -109,13 +122,13 @@ class Event:
 
     kind: str = spec(one_of(EVENT_KINDS, "an event kind"))
     nation: str = spec(PRODUCER)
-    start: int = spec(NON_NEGATIVE)
-    months: int = spec(NON_NEGATIVE)
+    start: int = spec(MONTHS)
+    months: int = spec(months_from(1))
     cut: float = spec(SHARE, default=1.0)
     destination: str = spec(optional(REGION), default="")
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=ELEMENTS)
     deposit: str = spec(optional(DEPOSIT), default="")
-    tonnes_per_year: float = spec(NON_NEGATIVE, default=0.0)
+    tonnes_per_year: float = spec(TONNES_PER_YEAR, default=0.0)
     rate: float = spec(between(0.0, 10.0), default=0.0)
 
 
@@ -123,14 +136,14 @@ class Event:
 class Scenario:
     """Everything one run needs besides its seed."""
 
-    name: str = spec(lambda v: None if v.strip() else "a non-empty name", default="baseline")
+    name: str = spec(plain_name, default="baseline")
     description: str = ""
     base_year: int = spec(
         lambda v: None if v in BASE_YEARS else f"a base year with a calibration in abm/data: {BASE_YEARS}",
         default=DEFAULT_BASE_YEAR,
     )
     start_year: int = spec(between(1900, 2200), default=2025)
-    horizon_months: int = spec(at_least(1), default=240)
+    horizon_months: int = spec(months_from(1), default=240)
     market: MarketParameters = field(default_factory=MarketParameters)
     tension: TensionParameters = field(default_factory=TensionParameters)
     shock: Shock = field(default_factory=Shock)
@@ -174,6 +187,12 @@ def setting_type(name: str) -> type:
     return next(f.type for f in dataclasses.fields(owner) if f.name == key)
 
 
+def setting_value(scenario: "Scenario", name: str) -> Any:
+    """The value ``scenario`` holds for a setting (a model keyword or a ``section.key``)."""
+    section, key = _setting_path(name, None, "setting")
+    return getattr(scenario if section is None else getattr(scenario, section), key)
+
+
 def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None, str]:
     if name in KEYWORD_PATHS:
         return KEYWORD_PATHS[name]
@@ -212,13 +231,13 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
     for index, event in enumerate(scenario.events):
         for spec_ in dataclasses.fields(event):
             checked(Event, spec_.name, getattr(event, spec_.name), f"events[{index}].{spec_.name}", source)
+        _check_event_keys(event, _set_keys(event), f"events[{index}].", source)
     for lever in ("refining", "domestic_mining"):
         region = getattr(scenario, lever).region
         if getattr(scenario, lever).tonnes_per_year > 0 and region == scenario.shock.exporter:
             raise ScenarioError(source, f"{lever}.region", region, f"a region other than the exporter {region}")
     calibration = load_calibration(scenario.base_year)
     producers = calibration.producers
-    mines = {(n, d) for n, d, _ in calibration.mines}
     if scenario.shock.exporter not in producers:
         raise ScenarioError(
             source, "shock.exporter", scenario.shock.exporter,
@@ -230,35 +249,9 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
             raise ScenarioError(
                 source, "tension.pairs", pair, f"a pair whose second region mines or separates ({', '.join(producers)})"
             )
-    if scenario.shock.start >= scenario.horizon_months and scenario.shock.quota_cut > 0:
-        raise ScenarioError(
-            source, "shock.start", scenario.shock.start,
-            f"a month before the horizon ({scenario.horizon_months})",
-        )
+    _check_shock(scenario, source)
     for index, event in enumerate(scenario.events):
-        if event.nation not in producers:
-            raise ScenarioError(
-                source, f"events[{index}].nation", event.nation,
-                f"a region that mines or separates in base year {scenario.base_year} ({', '.join(producers)})",
-            )
-        if event.kind == "ban" and event.destination == "":
-            raise ScenarioError(source, f"events[{index}].destination", "", "a region for a ban")
-        if event.kind == "outage" and (event.nation, event.deposit) not in mines:
-            mined_there = sorted(d for n, d in mines if n == event.nation) or ["none"]
-            raise ScenarioError(
-                source, f"events[{index}].deposit", event.deposit,
-                f"a deposit type {event.nation} mines ({', '.join(mined_there)})",
-            )
-        if event.kind == "export_tax" and event.rate <= 0:
-            raise ScenarioError(source, f"events[{index}].rate", event.rate, "a tax rate > 0 for an export_tax")
-        if event.tonnes_per_year > 0 and event.kind != "quota":
-            raise ScenarioError(
-                source, f"events[{index}].tonnes_per_year", event.tonnes_per_year, "no tonnage except on a quota"
-            )
-        if event.destination == event.nation:
-            raise ScenarioError(
-                source, f"events[{index}].destination", event.destination, "a region other than the nation"
-            )
+        _check_event(scenario, event, f"events[{index}].", source)
     substitution = scenario.substitution
     if substitution.lead_months_max < substitution.lead_months_min:
         raise ScenarioError(
@@ -267,8 +260,110 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
         )
 
 
-def scenario_from_dict(table: Mapping[str, Any], source: str | Path = "<dict>") -> Scenario:
-    """Validate a parsed TOML table (without ``extends``) into a Scenario."""
+def separating_regions(scenario: Scenario) -> tuple[str, ...]:
+    """Regions with separation capacity in the scenario's world (its base year's refiners
+    and refinery projects, and the refining lever's region when it builds): only they
+    export separated oxides, which quotas and export taxes act on."""
+    calibration = load_calibration(scenario.base_year)
+    active = {n for n, _, _ in calibration.refiners} | {p.nation for p in calibration.projects if p.kind == "refinery"}
+    if scenario.refining.tonnes_per_year > 0:
+        active.add(scenario.refining.region)
+    return tuple(r for r in REGIONS if r in active)
+
+
+def _no_separated_exports(scenario: Scenario, nation: str) -> str:
+    return (
+        f"a nation with separated exports to cap: {nation} only mines in base year {scenario.base_year} "
+        f"(regions that separate: {', '.join(separating_regions(scenario))}; a ban does act on its concentrate)"
+    )
+
+
+def _before_the_end(scenario: Scenario) -> str:
+    return f"a month before the end of the run (horizon_months = {scenario.horizon_months})"
+
+
+def _check_shock(scenario: Scenario, source: str | Path) -> None:
+    """A shock that cuts must start within the horizon and hit separated exports (a
+    zero-month shock stays allowed: it is the no-shock level of a duration sweep)."""
+    shock = scenario.shock
+    if shock.quota_cut <= 0:
+        return
+    if shock.start >= scenario.horizon_months:
+        raise ScenarioError(source, "shock.start", shock.start, _before_the_end(scenario))
+    if not shock.elements:
+        raise ScenarioError(source, "shock.elements", [], "at least one element for a shock with a quota_cut > 0")
+    if shock.exporter not in separating_regions(scenario):
+        raise ScenarioError(source, "shock.exporter", shock.exporter, _no_separated_exports(scenario, shock.exporter))
+
+
+def _set_keys(event: Event) -> set[str]:
+    """The keys of an event built in Python that differ from their defaults (what a file
+    would have had to state)."""
+    return {
+        f.name for f in dataclasses.fields(event)
+        if f.default is dataclasses.MISSING or getattr(event, f.name) != f.default
+    }
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _check_event_keys(event: Event, given: set[str], where: str, source: str | Path) -> None:
+    """Refuse a key the event's kind does not use (``given``: the keys the file states),
+    since it could never change the run."""
+    if event.kind == "quota" and "destination" in given:
+        raise ScenarioError(
+            source, where + "destination", event.destination,
+            "no destination on a quota: destination-scoped quotas are not supported yet (a ban is the destination instrument)",
+        )
+    used = EVENT_KEYS[event.kind]
+    for spec_ in dataclasses.fields(event):
+        key = spec_.name
+        if key in given and key not in EVENT_COMMON_KEYS and key not in used:
+            kinds = " or ".join(_article(k) for k, keys in EVENT_KEYS.items() if key in keys)
+            raise ScenarioError(
+                source, where + key, getattr(event, key),
+                f"no {_EVENT_KEY_NOUNS[key]} except on {kinds} ({key} does nothing on {_article(event.kind)})",
+            )
+    if event.kind == "quota" and {"cut", "tonnes_per_year"} <= given:
+        raise ScenarioError(
+            source, where + "tonnes_per_year", event.tonnes_per_year, "either cut or tonnes_per_year on a quota, not both"
+        )
+
+
+def _check_event(scenario: Scenario, event: Event, where: str, source: str | Path) -> None:
+    """The rules across an event's keys and the scenario: it acts within the horizon, on
+    something its nation has (mines of its deposit, separated exports, a destination)."""
+    calibration = load_calibration(scenario.base_year)
+    if event.nation not in calibration.producers:
+        raise ScenarioError(
+            source, where + "nation", event.nation,
+            f"a region that mines or separates in base year {scenario.base_year} ({', '.join(calibration.producers)})",
+        )
+    if "elements" in EVENT_KEYS[event.kind] and not event.elements:
+        raise ScenarioError(source, where + "elements", [], f"at least one element for {_article(event.kind)}")
+    if event.kind in ("quota", "export_tax") and event.nation not in separating_regions(scenario):
+        raise ScenarioError(source, where + "nation", event.nation, _no_separated_exports(scenario, event.nation))
+    if event.kind in ("quota", "outage") and event.tonnes_per_year == 0 and event.cut <= 0:
+        raise ScenarioError(source, where + "cut", event.cut, f"a cut > 0 for {_article(event.kind)}")
+    if event.kind == "ban" and event.destination == "":
+        raise ScenarioError(source, where + "destination", "", "a region for a ban")
+    if event.kind == "ban" and event.destination == event.nation:
+        raise ScenarioError(source, where + "destination", event.destination, "a region other than the nation")
+    mines = {(n, d) for n, d, _ in calibration.mines}
+    if event.kind == "outage" and (event.nation, event.deposit) not in mines:
+        mined_there = sorted(d for n, d in mines if n == event.nation) or ["none"]
+        raise ScenarioError(
+            source, where + "deposit", event.deposit, f"a deposit type {event.nation} mines ({', '.join(mined_there)})"
+        )
+    if event.kind == "export_tax" and event.rate <= 0:
+        raise ScenarioError(source, where + "rate", event.rate, "a tax rate > 0 for an export_tax")
+
+
+def _parts(table: Mapping[str, Any], source: str | Path) -> tuple[Scenario, dict[str, Any]]:
+    """A scenario of the top-level keys of one parsed table, and its built sections and
+    events; every key is checked on its own here, naming ``source``."""
     top: dict[str, Any] = {}
     parts: dict[str, Any] = {}
     for key, value in table.items():
@@ -277,13 +372,28 @@ def scenario_from_dict(table: Mapping[str, Any], source: str | Path = "<dict>") 
         elif key == "events":
             if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
                 raise ScenarioError(source, key, value, "an array of tables [[events]]")
-            parts[key] = tuple(
-                build(Event, event, f"events[{index}].", source) for index, event in enumerate(value)
-            )
+            parts[key] = tuple(_event(event, f"events[{index}].", source) for index, event in enumerate(value))
         else:
             top[key] = value
-    scenario = dataclasses.replace(build(Scenario, top, "", source), **parts)
+    return build(Scenario, top, "", source), parts
+
+
+def _event(table: Mapping[str, Any], where: str, source: str | Path) -> Event:
+    event = build(Event, table, where, source)
+    _check_event_keys(event, set(table), where, source)
+    return event
+
+
+def scenario_from_dict(table: Mapping[str, Any], source: str | Path = "<dict>") -> Scenario:
+    """Validate a parsed TOML table (without ``extends``) into a Scenario."""
+    top, parts = _parts(table, source)
+    scenario = dataclasses.replace(top, **parts)
     _check_consistency(scenario, source)
+    # In a file an event after the horizon can never act; a run shortened by a keyword
+    # (``horizon_months=1``) may stop before a file's later events, as it should.
+    for index, event in enumerate(scenario.events):
+        if event.start >= scenario.horizon_months:
+            raise ScenarioError(source, f"events[{index}].start", event.start, _before_the_end(scenario))
     return scenario
 
 
@@ -297,26 +407,44 @@ def _merge(parent: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_table(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    if path in chain:
-        raise ScenarioError(chain[-1], "extends", str(path), "a file that does not extend itself")
+def read_toml(path: Path, source: str | Path, key: str) -> dict[str, Any]:
+    """The parsed TOML file ``path``; any reason it cannot be read is a ScenarioError on
+    ``source``'s ``key`` (the file itself, or the ``extends`` of the file naming it)."""
     try:
         with path.open("rb") as handle:
-            table = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ScenarioError(chain[-1] if chain else path, "extends" if chain else "file", str(path), "an existing TOML file") from None
+            return tomllib.load(handle)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScenarioError(source, key, str(path), "an existing TOML file") from None
+    except IsADirectoryError:
+        raise ScenarioError(source, key, str(path), "a TOML file, not a folder") from None
+    except OSError as error:
+        raise ScenarioError(source, key, str(path), f"a readable TOML file ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(path, "(syntax)", str(error), "well-formed TOML") from None
+    except UnicodeDecodeError as error:
+        raise ScenarioError(path, "(encoding)", f"byte {error.object[error.start]:#04x} at offset {error.start}", "UTF-8 text") from None
+    except RecursionError:
+        raise ScenarioError(path, "(syntax)", "arrays or tables nested too deeply to read", "well-formed TOML") from None
+
+
+def _read_table(path: Path, child: Path | None = None, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """File ``path`` merged over its ``extends`` parents (``child`` is the file that names
+    it, ``chain`` the resolved files below it). Each file's keys are checked on their own
+    first, so an error names the file that holds the key."""
+    if path.resolve() in chain:
+        raise ScenarioError(child, "extends", str(path), "a file that does not extend itself")
+    table = read_toml(path, path if child is None else child, "file" if child is None else "extends")
     parent_name = table.pop("extends", None)
+    _parts(table, path)
     if parent_name is None:
         return table
     if not isinstance(parent_name, str):
         raise ScenarioError(path, "extends", parent_name, "a path to a TOML file")
-    parent = _read_table((path.parent / parent_name).resolve(), (*chain, path))
+    parent = _read_table(path.parent / parent_name, path, (*chain, path.resolve()))
     return _merge(parent, table)
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read, merge (``extends``) and validate a scenario file."""
     path = Path(path)
-    return scenario_from_dict(_read_table(path.resolve()), source=path)
+    return scenario_from_dict(_read_table(path), source=path)

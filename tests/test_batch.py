@@ -166,13 +166,13 @@ def test_ema_workbench_drives_evaluate_and_reads_the_stored_results(small_experi
         model = ema.Model("ree", function=evaluate)
         model.uncertainties = [ema.RealParameter("quota_cut", 0.0, 0.8), ema.RealParameter("market.short_run_elasticity", -0.2, -0.1)]
         model.constants = [ema.Constant("horizon_months", 18), ema.Constant("shock_start", 2), ema.Constant("seed", 3)]
-        model.outcomes = [ema.ScalarOutcome("shortfall_outside_exporter_t"), ema.ScalarOutcome("world_price_volatility_Dy")]
+        model.outcomes = [ema.ScalarOutcome("shortfall_outside_exporter_t"), ema.ScalarOutcome("world_price_volatility_fraction_Dy")]
         experiments, outcomes = ema.perform_experiments(model, scenarios=4, uncertainty_sampling=ema.Samplers.LHS)
-    assert len(experiments) == 4 and outcomes["world_price_volatility_Dy"].shape == (4,)
+    assert len(experiments) == 4 and outcomes["world_price_volatility_fraction_Dy"].shape == (4,)
     assert np.all(np.isfinite(outcomes["shortfall_outside_exporter_t"]))
     direct = evaluate(seed=3, horizon_months=18, shock_start=2, quota_cut=float(experiments["quota_cut"][0]),
                       **{"market.short_run_elasticity": float(experiments["market.short_run_elasticity"][0])})
-    assert direct["world_price_volatility_Dy"] == outcomes["world_price_volatility_Dy"][0]
+    assert direct["world_price_volatility_fraction_Dy"] == outcomes["world_price_volatility_fraction_Dy"][0]
 
     out = tmp_path / "store"
     run_batch(small_experiment, out, executor="serial", progress=False)
@@ -191,3 +191,18 @@ def test_sampled_factors_are_rounded_only_when_the_setting_is_a_whole_number(tmp
     points = [t.point for t in plan_runs(load_experiment(path))]
     assert len({p["quota_cut"] for p in points}) == 8 and not all(float(p["quota_cut"]).is_integer() for p in points)
     assert all(isinstance(p["shock_months"], int) and 6 <= p["shock_months"] <= 36 for p in points)
+
+
+def test_an_experiment_from_a_table_is_validated_like_a_file_and_plans_the_same_runs(small_experiment):
+    from abm.batch import experiment_from_dict
+
+    table = {"name": "small", "replications": 2, "seed": 7, "record_every": 2, "series": ["price", "shortfall"],
+             "factors": {"quota_cut": [0.0, 0.6], "horizon_months": [18], "shock_start": [2]},
+             "policies": {"stockpile": {"stockpile_months": 2.0}}}
+    built = experiment_from_dict(table, scenario=small_experiment.scenario)
+    assert [t.run_id for t in plan_runs(built)] == [t.run_id for t in plan_runs(small_experiment)]
+    assert runner.experiment_hash(built) == runner.experiment_hash(small_experiment)
+    with pytest.raises(ScenarioError, match=r"factors\.quota_cut"):
+        experiment_from_dict({**table, "factors": {"quota_cut": [float("inf")]}}, scenario=small_experiment.scenario)
+    with pytest.raises(ScenarioError, match="warp"):
+        experiment_from_dict({**table, "warp": 1}, scenario=small_experiment.scenario)

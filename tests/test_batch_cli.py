@@ -1,13 +1,10 @@
-"""``ree batch`` and ``ree report`` as a user runs them: subprocesses, killed and resumed."""
+"""``ree batch`` and ``ree report`` as a user runs them: bad input. How a batch stops
+(killed, interrupted, a worker dying) and resumes is in test_batch_stops.py."""
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.conftest import EXPERIMENTS, ROOT
@@ -37,38 +34,6 @@ def experiment_file(tmp_path) -> Path:
     path = tmp_path / "killable.toml"
     path.write_text(EXPERIMENT.format(scenario=(EXPERIMENTS / "quota_shock.toml").as_posix()))
     return path
-
-
-def _metrics(folder: Path) -> pd.DataFrame:
-    return pd.read_parquet(folder / "metrics.parquet").drop(columns=["seconds"]).sort_values("run_id", ignore_index=True)
-
-
-@pytest.mark.slow
-def test_a_batch_killed_with_sigkill_resumes_without_losing_or_duplicating_runs(experiment_file, tmp_path):
-    killed = tmp_path / "killed"
-    process = subprocess.Popen([REE, "batch", str(experiment_file), "--out", str(killed), "--executor", "serial", "--quiet"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while len(list((killed / "parts").glob("*.metrics.parquet"))) < 5 and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = len(list((killed / "parts").glob("*.metrics.parquet")))
-    assert 5 <= finished < 24, "the kill must land mid-batch"
-    for part in (killed / "parts").glob("*.parquet"):  # whatever is visible as a part is whole
-        pd.read_parquet(part)
-
-    resumed = ree("batch", str(experiment_file), "--out", str(killed), "--executor", "processes", "--workers", "2", "--resume", "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    whole = ree("batch", str(experiment_file), "--out", str(tmp_path / "whole"), "--executor", "serial", "--quiet")
-    assert whole.returncode == 0, whole.stderr
-    after, reference = _metrics(killed), _metrics(tmp_path / "whole")
-    assert len(after) == 24 and after["run_id"].is_unique
-    pd.testing.assert_frame_equal(after, reference, check_exact=True)
-    series = pd.read_parquet(killed / "series.parquet")
-    assert not series.duplicated(["run_id", "step", "variable", "element", "region"]).any()
-    assert (killed / "report.md").exists()
-    assert not list((killed / "parts").glob(".*.tmp"))  # a resume clears what the kill cut off
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def test_run_writes_series_metrics_and_figures(tmp_path):
 BAD_FILES = [
     ('[contracts]\nshare = 2.0\n', "contracts.share", "2.0"),
     ('[shock]\nexporter = "XX"\n', "shock.exporter", "'XX'"),
-    ('name = "x"\nunknown = 1\n', "unknown", "1"),
+    ('name = "x"\nunknown = 1\n', "unknown", "<not shown>"),  # an unknown key's value is never echoed
     ('[market\n', "(syntax)", ""),
     ('[[events]]\nkind = "quota"\nnation = "CN"\nstart = -3\nmonths = 1\n', "events[0].start", "-3"),
 ]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abm import Scenario, load_scenario, run_scenario
+from abm.data import load_calibration
 from abm.run import tidy_series
 from abm.scenario import Event
 from tests.conftest import EXPERIMENTS, finished_model, mass_balance_error
@@ -73,7 +74,7 @@ def test_a_separating_nation_without_mines_can_ban_too():
 def test_quota_raises_world_prices_lowers_china_and_deepens_shortfall_abroad(baseline_run, shock_run):
     base, shock = _table(baseline_run.series, "price"), _table(shock_run.series, "price")
     china_ratios = []
-    for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):
+    for element in load_calibration().elements:
         world_ratio = shock[(element, "world")].iloc[SHOCK_STEPS].mean() / base[(element, "world")].iloc[SHOCK_STEPS].mean()
         china_ratio = shock[(element, "CN")].iloc[SHOCK_STEPS].mean() / base[(element, "CN")].iloc[SHOCK_STEPS].mean()
         assert world_ratio > 1.05, element

@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from abm.data import load_calibration
 from abm.policy import evolve_tension, export_rules, tension_quota_cut
 from abm.scenario import Event, Scenario, Shock
 
-REGIONS = ("CN", "US", "AU", "MM", "MY", "JP", "EU", "RW")
-ELEMENTS = ("Nd", "Pr", "Dy", "Tb", "La", "Ce")
-DEPOSITS = ("bayan_obo", "mountain_pass", "mount_weld", "ionic_clay")
+CALIBRATION = load_calibration()
+REGIONS, ELEMENTS, DEPOSITS = CALIBRATION.regions, CALIBRATION.elements, CALIBRATION.deposits
 
 
 def test_tension_reverts_to_its_mean_without_noise():

@@ -3,6 +3,7 @@
 import pytest
 
 from abm import Scenario, ScenarioError, load_scenario
+from abm.data import load_calibration
 from tests.conftest import EXPERIMENTS
 
 
@@ -12,7 +13,7 @@ def test_shipped_scenarios_load_with_their_documented_settings():
     assert baseline.horizon_months == 240 and baseline.start_year == 2025
     assert baseline.shock.quota_cut == 0.0
     assert (shock.shock.exporter, shock.shock.quota_cut, shock.shock.start, shock.shock.months) == ("CN", 0.4, 12, 24)
-    assert shock.shock.elements == ("Nd", "Pr", "Dy", "Tb", "La", "Ce")
+    assert shock.shock.elements == load_calibration().elements  # every element by default
     assert shock.market == baseline.market  # extends: only the shock differs
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from abm import load_scenario
 from abm.batch.executors import SerialExecutor
-from abm.data import DATA_DIR, month_index
+from abm.data import DATA_DIR, load_calibration, month_index
 from abm.validation.history import Target, load_observed_prices, load_targets
 from abm.validation.replay import Replay, replay_many, replication_seeds
 from abm.validation.report import VALIDATION_COLUMNS
@@ -114,7 +114,7 @@ def test_validation_numbers_come_from_the_runs(tmp_path):
     text = (out / "validation.md").read_text()
     assert f"{int(table['within'].sum())} of {len(table)} targets within" in text
     assert "They equal the best candidate in `calibration.csv`" in text
-    for element in ("Nd", "Pr", "Dy", "Tb", "La", "Ce"):
+    for element in load_calibration(scenario.base_year).elements:
         assert (out / f"prices_{element}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"prices_{element}.png" in text
     assert not list(out.glob(".*.tmp"))

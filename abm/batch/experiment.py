@@ -16,15 +16,19 @@ error as a scenario when a key, value or combination is wrong:
     stockpile = {stockpile_months = 3.0}
 """
 
-import tomllib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from abm.model import RECORDED
-from abm.scenario import Scenario, ScenarioError, load_scenario, setting_type
+from abm.scenario import Scenario, ScenarioError, load_scenario, read_toml, setting_type
+from abm.schema import NOT_SHOWN, plain_name
 
 DESIGNS = ("full_factorial", "latin_hypercube", "sobol", "morris")
+# The most runs one experiment may plan (design points x policies x replications),
+# checked before any sampling: larger designs would hang in SALib or fill the disk.
+MAX_RUNS = 1_000_000
 NO_POLICY = "none"
 DEFAULT_SERIES = ("price", "shortfall", "demand", "strategic_stock", "tension", "policy_cost")
 
@@ -56,9 +60,11 @@ class Experiment:
     series_variables: tuple[str, ...] = DEFAULT_SERIES
     description: str = ""
 
-    def with_replications(self, replications: int) -> "Experiment":
-        if replications < 1:
-            raise ScenarioError(self.source, "replications", replications, "a whole number >= 1")
+    def with_replications(self, replications: int, source: str | Path = "--replications") -> "Experiment":
+        """A copy with another number of replications, within ``MAX_RUNS`` runs."""
+        _expect(_is_int(replications) and replications >= 1, source, "replications", replications, "a whole number >= 1")
+        points = design_points(self.design, self.samples, self.factors)
+        _check_run_count(points, len(self.policies), replications, source, "replications", replications)
         return Experiment(**{**self.__dict__, "replications": replications})
 
 
@@ -77,6 +83,32 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def design_points(design: str, samples: int, factors: tuple[Factor, ...]) -> int:
+    """How many rows the design has, without sampling it: the product of the levels
+    (full factorial), N (Latin hypercube), N (D + 2) (Sobol without second order) or
+    N (D + 1) (Morris), for N samples over D factors."""
+    if design == "full_factorial":
+        return math.prod(len(f.levels) for f in factors)
+    per_sample = {"latin_hypercube": 1, "sobol": len(factors) + 2, "morris": len(factors) + 1}[design]
+    return samples * per_sample
+
+
+def _check_run_count(points: int, policies: int, replications: int, source: str | Path, key: str, value: Any) -> None:
+    """Refuse a plan of more than ``MAX_RUNS`` runs, naming the key that makes it large."""
+    runs = points * policies * replications
+    _expect(
+        runs <= MAX_RUNS, source, key, value,
+        f"at most {MAX_RUNS:,} runs in all (here {points:,} design points x {policies} policies "
+        f"x {replications} replications = {runs:,})",
+    )
+
+
+def _nearest_powers_of_two(value: int) -> str:
+    """The powers of 2 either side of ``value`` (>= 2), e.g. "8 or 16" for 10."""
+    below = 1 << (value.bit_length() - 1)
+    return f"{below} or {below * 2}" if below >= 2 else "2 or 4"
+
+
 def _factor(name: str, spec: Any, design: str, base: Scenario, source: Path) -> Factor:
     key = f"factors.{name}"
     if design == "full_factorial":
@@ -89,51 +121,41 @@ def _factor(name: str, spec: Any, design: str, base: Scenario, source: Path) -> 
         and all(isinstance(spec[k], (int, float)) and not isinstance(spec[k], bool) for k in spec),
         source, key, spec, "a range {low = ..., high = ...}",
     )
-    _expect(spec["low"] < spec["high"], source, key, spec, "low < high (a range that is not empty)")
-    for end in (spec["low"], spec["high"]):
+    for end in (spec["low"], spec["high"]):  # finite values the model accepts
         base.with_settings({name: end}, source=f"{source}: {key}")
+    _expect(spec["low"] < spec["high"], source, key, spec, "low < high (a range that is not empty)")
     # Sampled values are rounded only for settings that are whole numbers (months).
     return Factor(name=name, low=float(spec["low"]), high=float(spec["high"]), integer=setting_type(name) is int)
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """Read and validate an experiment file; every problem is a ScenarioError naming the key."""
-    source = Path(path)
-    try:
-        with source.open("rb") as handle:
-            table = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ScenarioError(source, "file", str(source), "an existing TOML file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ScenarioError(source, "(syntax)", str(error), "well-formed TOML") from None
-    for key, value in table.items():
-        _expect(key in _KEYS, source, key, value, f"a key among {', '.join(sorted(_KEYS))}")
-    name = table.get("name", source.stem)
-    _expect(isinstance(name, str) and name.strip() != "" and "/" not in name, source, "name", name, "a file-safe name")
-    scenario_name = table.get("scenario")
-    _expect(isinstance(scenario_name, str), source, "scenario", scenario_name, "the path of a scenario file")
-    scenario_path = (source.parent / scenario_name).resolve()
-    scenario = load_scenario(scenario_path)
-    design = table.get("design", "full_factorial")
-    _expect(design in DESIGNS, source, "design", design, f"one of {', '.join(DESIGNS)}")
+def _samples(table: dict[str, Any], design: str, source: Path) -> int:
+    """The number of samples of a sampled design (0 for a full factorial): a whole number
+    >= 2, and a power of 2 for Sobol, whose sequence keeps its properties only then."""
     samples = table.get("samples", 0)
-    if design != "full_factorial":
-        _expect(_is_int(samples) and samples >= 2, source, "samples", samples, f"a whole number >= 2 for design {design}")
-    replications = table.get("replications", 1)
-    _expect(_is_int(replications) and replications >= 1, source, "replications", replications, "a whole number >= 1")
-    seed = table.get("seed", 0)
-    _expect(_is_int(seed) and seed >= 0, source, "seed", seed, "a whole number >= 0")
-    record_every = table.get("record_every", 1)
-    _expect(_is_int(record_every) and record_every >= 1, source, "record_every", record_every, "a whole number >= 1")
-    series = table.get("series", list(DEFAULT_SERIES))
+    if design == "full_factorial":
+        return samples
+    _expect(_is_int(samples) and samples >= 2, source, "samples", samples, f"a whole number >= 2 for design {design}")
     _expect(
-        isinstance(series, list) and all(v in RECORDED for v in series), source, "series", series,
-        f"a list of recorded variables from {', '.join(RECORDED)}",
+        samples <= MAX_RUNS, source, "samples", samples, f"at most {MAX_RUNS:,} samples (at most {MAX_RUNS:,} runs in all)"
     )
-    raw_factors = table.get("factors", {})
-    _expect(isinstance(raw_factors, dict), source, "factors", raw_factors, "a table of factors")
-    factors = tuple(_factor(n, spec, design, scenario, source) for n, spec in raw_factors.items())
-    _expect(design == "full_factorial" or factors, source, "factors", raw_factors, f"at least one range for design {design}")
+    _expect(
+        design != "sobol" or samples & (samples - 1) == 0, source, "samples", samples,
+        f"a power of 2 for design sobol, e.g. {_nearest_powers_of_two(samples)}",
+    )
+    return samples
+
+
+def _whole_number(table: dict[str, Any], key: str, default: int, low: int, source: Path, high: int | None = None) -> int:
+    value = table.get(key, default)
+    if high is None:
+        _expect(_is_int(value) and value >= low, source, key, value, f"a whole number >= {low}")
+    else:
+        _expect(_is_int(value) and low <= value <= high, source, key, value, f"a whole number in [{low}, {high}]")
+    return value
+
+
+def _policies(table: dict[str, Any], scenario: Scenario, source: Path) -> dict[str, dict[str, Any]]:
+    """The "none" arm and each named policy, whose settings the scenario must accept."""
     raw_policies = table.get("policies", {})
     _expect(isinstance(raw_policies, dict), source, "policies", raw_policies, "a table of policies")
     policies: dict[str, dict[str, Any]] = {NO_POLICY: {}}
@@ -143,8 +165,69 @@ def load_experiment(path: str | Path) -> Experiment:
         _expect(policy != NO_POLICY or settings == {}, source, key, settings, f"no settings ('{NO_POLICY}' is the no-policy arm)")
         scenario.with_settings(settings, source=f"{source}: {key}")
         policies[policy] = dict(settings)
+    return policies
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; every problem is a ScenarioError naming the key.
+    Its ``scenario`` is a path relative to the file."""
+    source = Path(path)
+    return experiment_from_dict(read_toml(source, source, "file"), source=source)
+
+
+def experiment_from_dict(
+    table: dict[str, Any], scenario: Scenario | str | Path | None = None, source: str | Path = "<python>"
+) -> Experiment:
+    """Validate an experiment given as a table (the keys of an experiment file), the
+    Python-first way to build one: ``experiment_from_dict({"name": "mine", "factors":
+    {"quota_cut": [0.2, 0.5]}, "replications": 5}, scenario=load_scenario(...))``. The base
+    scenario is ``scenario`` (a Scenario or a path) or else the table's ``scenario`` key, a
+    path relative to ``source``'s folder. Every problem is a ScenarioError naming the key."""
+    source = Path(source)
+    for key in table:
+        _expect(key in _KEYS, source, key, NOT_SHOWN, f"a key among {', '.join(sorted(_KEYS))}")
+    name = table.get("name", source.stem)
+    _expect(isinstance(name, str), source, "name", name, "a string")
+    _expect(plain_name(name) is None, source, "name", name, f"{plain_name(name)}: the store is results/<name>/")
+    description = table.get("description", "")
+    _expect(isinstance(description, str), source, "description", description, "a string")
+    scenario, scenario_path = _base_scenario(table, scenario, source)
+    design = table.get("design", "full_factorial")
+    _expect(design in DESIGNS, source, "design", design, f"one of {', '.join(DESIGNS)}")
+    samples = _samples(table, design, source)
+    replications = _whole_number(table, "replications", 1, 1, source)
+    seed = _whole_number(table, "seed", 0, 0, source)
+    record_every = _whole_number(table, "record_every", 1, 1, source, high=scenario.horizon_months)
+    series = table.get("series", list(DEFAULT_SERIES))
+    _expect(
+        isinstance(series, list) and all(isinstance(v, str) and v in RECORDED for v in series), source, "series", series,
+        f"a list of recorded variables from {', '.join(RECORDED)}",
+    )
+    raw_factors = table.get("factors", {})
+    _expect(isinstance(raw_factors, dict), source, "factors", raw_factors, "a table of factors")
+    factors = tuple(_factor(n, spec, design, scenario, source) for n, spec in raw_factors.items())
+    _expect(design == "full_factorial" or factors, source, "factors", raw_factors, f"at least one range for design {design}")
+    policies = _policies(table, scenario, source)
+    points = design_points(design, samples, factors)
+    key, value = ("samples", samples) if design != "full_factorial" else ("factors", f"{points:,} level combinations")
+    _check_run_count(points, len(policies), replications, source, key, value)
     return Experiment(
         name=name, source=source, scenario=scenario, scenario_path=scenario_path, design=design,
         samples=samples, factors=factors, policies=policies, replications=replications, seed=seed,
-        record_every=record_every, series_variables=tuple(series), description=table.get("description", ""),
+        record_every=record_every, series_variables=tuple(series), description=description,
     )
+
+
+def _base_scenario(table: dict[str, Any], scenario: Scenario | str | Path | None, source: Path) -> tuple[Scenario, Path]:
+    """The base scenario and where it came from: the ``scenario`` argument, or else the
+    table's ``scenario`` key (a path relative to ``source``)."""
+    if isinstance(scenario, Scenario):
+        _expect("scenario" not in table, source, "scenario", table.get("scenario"), "no scenario key when one is given")
+        return scenario, Path(f"<scenario {scenario.name}>")
+    if scenario is None:
+        scenario = table.get("scenario")
+        _expect(isinstance(scenario, str), source, "scenario", scenario, "the path of a scenario file")
+        path = (source.parent / scenario).resolve()
+    else:
+        path = Path(scenario).resolve()
+    return load_scenario(path), path

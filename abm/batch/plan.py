@@ -9,6 +9,7 @@ meets the same random numbers, so its effect is a paired difference.
 import hashlib
 import itertools
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,18 +55,20 @@ def design_matrix(experiment: Experiment) -> list[dict[str, Any]]:
         names = [f.name for f in experiment.factors]
         return [dict(zip(names, levels)) for levels in itertools.product(*(f.levels for f in experiment.factors))]
     problem = salib_problem(experiment)
-    if experiment.design == "latin_hypercube":
-        from SALib.sample import latin
+    with warnings.catch_warnings():  # sample sizes are checked when the experiment loads
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"SALib\.")
+        if experiment.design == "latin_hypercube":
+            from SALib.sample import latin
 
-        rows = latin.sample(problem, experiment.samples, seed=experiment.seed)
-    elif experiment.design == "sobol":
-        from SALib.sample import sobol
+            rows = latin.sample(problem, experiment.samples, seed=experiment.seed)
+        elif experiment.design == "sobol":
+            from SALib.sample import sobol
 
-        rows = sobol.sample(problem, experiment.samples, calc_second_order=False, seed=experiment.seed)
-    else:
-        from SALib.sample import morris
+            rows = sobol.sample(problem, experiment.samples, calc_second_order=False, seed=experiment.seed)
+        else:
+            from SALib.sample import morris
 
-        rows = morris.sample(problem, experiment.samples, num_levels=4, seed=experiment.seed)
+            rows = morris.sample(problem, experiment.samples, num_levels=4, seed=experiment.seed)
     points = []
     for row in rows:
         points.append({

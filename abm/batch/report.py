@@ -3,7 +3,10 @@ intervals, resilience gained per policy (paired by seed), figures and ``report.m
 
 Everything here is computed from ``metrics.parquet`` and ``series.parquet``; no number
 is typed in. ``ema_results.tar.gz`` holds the runs as EMA Workbench's
-``(experiments, outcomes)`` for scenario discovery (PRIM) when ema_workbench is installed.
+``(experiments, outcomes)`` for scenario discovery (PRIM) and feature scoring when
+ema_workbench is installed: every factor, each run's policy and its lever values, every
+scalar outcome and the main time series. Outcome names and their labels come from the
+metric catalogue ``abm.metrics.METRICS``.
 """
 
 import json
@@ -19,14 +22,18 @@ import pandas as pd  # noqa: E402
 
 from abm.batch.experiment import NO_POLICY  # noqa: E402
 from abm.figures import save_figure  # noqa: E402
-from abm.metrics import bootstrap_mean_ci, paired_relative_gain  # noqa: E402
+from abm.metrics import bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
+from abm.scenario import Scenario, setting_value  # noqa: E402
 
 # Headline outcomes: lower is better for all of them.
 OUTCOMES = (
-    "shortfall_outside_exporter_t", "resilience_loss_months", "shortfall_depth", "recovery_months",
-    "unserved_value_usd", "world_price_volatility_Dy", "world_price_volatility_Nd", "world_price_peak_ratio_Dy",
+    "shortfall_outside_exporter_t", "resilience_loss_months", "shortfall_depth_fraction", "recovery_months",
+    "unserved_value_usd", "world_price_volatility_fraction_Dy", "world_price_volatility_fraction_Nd",
+    "world_price_peak_ratio_Dy",
 )
+# Outcomes whose sensitivity indices the report shows.
+SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
 RESAMPLES = 2000
 
 
@@ -114,7 +121,7 @@ def plot_policies(summary: pd.DataFrame, gained: pd.DataFrame, folder: Path) -> 
     if not gained.empty:
         figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
         for ax, outcome, title in zip(
-            axes, ("shortfall_outside_exporter_t", "world_price_volatility_Dy"),
+            axes, ("shortfall_outside_exporter_t", "world_price_volatility_fraction_Dy"),
             ("Resilience gained: shortfall outside the exporter", "Volatility reduction: world Dy price"),
         ):
             _bars(ax, gained["policy"], 100 * gained[f"{outcome}_gain"], 100 * gained[f"{outcome}_gain_low"],
@@ -133,7 +140,7 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
     groups = data.groupby("factor.shock_months") if "factor.shock_months" in data.columns else [("all", data)]
     for months, group in groups:
         group = group.sort_values("factor.quota_cut")
-        for ax, outcome in zip(axes, ("world_price_volatility_Dy", "shortfall_outside_exporter_t")):
+        for ax, outcome in zip(axes, ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t")):
             ax.errorbar(100 * group["factor.quota_cut"], group[f"{outcome}_mean"],
                         yerr=[group[f"{outcome}_mean"] - group[f"{outcome}_low"], group[f"{outcome}_high"] - group[f"{outcome}_mean"]],
                         capsize=3, marker="o", label=f"{months} months")
@@ -147,8 +154,11 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
 
 
 def sensitivity_indices(metrics: pd.DataFrame, experiment) -> pd.DataFrame | None:
-    """Morris (mu*, sigma) or Sobol (S1, ST) indices of the headline outcomes, from the
-    design rows in order, each row's outcome averaged over replications (no-policy arm)."""
+    """Morris (mu*, its confidence interval, sigma) or Sobol (S1, ST and their confidence
+    intervals) indices of SENSITIVITY_OUTCOMES, from the design rows in order, each row's
+    outcome averaged over replications (no-policy arm). The ``_conf`` columns are SALib's
+    half-widths of the 95 % bootstrap interval; Sobol rows carry ``unconverged`` (see
+    ``flag_unconverged``). SALib's warnings are kept out of the output."""
     if experiment is None or experiment.design not in ("morris", "sobol"):
         return None
     from abm.batch.plan import salib_problem, design_matrix, point_id
@@ -158,21 +168,35 @@ def sensitivity_indices(metrics: pd.DataFrame, experiment) -> pd.DataFrame | Non
     base = metrics[metrics["policy"] == NO_POLICY].groupby("point_id").mean(numeric_only=True)
     matrix = np.array([[row[f.name] for f in experiment.factors] for row in rows], dtype=float)
     records = []
-    for outcome in ("world_price_volatility_Dy", "shortfall_outside_exporter_t", "resilience_loss_months"):
+    for outcome in SENSITIVITY_OUTCOMES:
         y = np.array([base.loc[point_id(row), outcome] for row in rows], dtype=float)
-        if experiment.design == "morris":
-            from SALib.analyze import morris
+        with warnings.catch_warnings():  # e.g. a constant outcome: 0/0 indices, reported as NaN
+            warnings.simplefilter("ignore")
+            if experiment.design == "morris":
+                from SALib.analyze import morris
 
-            result = morris.analyze(problem, matrix, y, num_levels=4, seed=experiment.seed)
-            for name, mu_star, sigma in zip(problem["names"], result["mu_star"], result["sigma"]):
-                records.append({"outcome": outcome, "factor": name, "mu_star": mu_star, "sigma": sigma})
-        else:
-            from SALib.analyze import sobol
+                result = morris.analyze(problem, matrix, y, num_levels=4, seed=experiment.seed)
+                columns = ("mu_star", "mu_star_conf", "sigma")
+            else:
+                from SALib.analyze import sobol
 
-            result = sobol.analyze(problem, y, calc_second_order=False, seed=experiment.seed)
-            for name, s1, st in zip(problem["names"], result["S1"], result["ST"]):
-                records.append({"outcome": outcome, "factor": name, "S1": s1, "ST": st})
-    return pd.DataFrame(records)
+                result = sobol.analyze(problem, y, calc_second_order=False, seed=experiment.seed)
+                columns = ("S1", "S1_conf", "ST", "ST_conf")
+        for k, name in enumerate(problem["names"]):
+            records.append({"outcome": outcome, "factor": name, **{c: float(result[c][k]) for c in columns}})
+    indices = pd.DataFrame(records)
+    return flag_unconverged(indices) if experiment.design == "sobol" else indices
+
+
+def flag_unconverged(indices: pd.DataFrame) -> pd.DataFrame:
+    """``indices`` with a boolean column ``unconverged``: a Sobol index (S1 or ST) lies
+    outside [0, 1] by more than its confidence half-width (``S1_conf``, ``ST_conf``),
+    which a converged estimate cannot; more samples are needed. A NaN width counts as 0."""
+    flagged = pd.Series(False, index=indices.index)
+    for index in ("S1", "ST"):
+        value, width = indices[index], indices[f"{index}_conf"].fillna(0.0).abs()
+        flagged |= (value + width < 0.0) | (value - width > 1.0)
+    return indices.assign(unconverged=flagged)
 
 
 def plot_sensitivity(indices: pd.DataFrame, path: Path) -> None:
@@ -187,24 +211,96 @@ def plot_sensitivity(indices: pd.DataFrame, path: Path) -> None:
     save_figure(figure, path, dpi=100)
 
 
-def write_ema(metrics: pd.DataFrame, path: Path) -> bool:
-    """The runs as EMA Workbench results: experiments (factors, policy, seed) and outcomes."""
+def lever_values(metrics: pd.DataFrame, experiment) -> pd.DataFrame:
+    """[runs, levers] the effective value, in each run, of every setting some policy sets
+    (a lever keyword such as ``stockpile_months``): the policy's value, or the base
+    scenario's for runs of policies that leave it alone (never NaN). Settings that are
+    also factors are left out (their factor column holds them). Empty without the experiment."""
+    if experiment is None:
+        return pd.DataFrame(index=metrics.index)
+    factors = {f.name for f in experiment.factors}
+    names = list(dict.fromkeys(k for settings in experiment.policies.values() for k in settings if k not in factors))
+    effective = {
+        policy: {name: setting_value(experiment.scenario.with_settings(settings), name) for name in names}
+        for policy, settings in experiment.policies.items()
+    }
+    return pd.DataFrame([effective[policy] for policy in metrics["policy"]], index=metrics.index, columns=names)
+
+
+def scalar_outcomes(metrics: pd.DataFrame) -> list[str]:
+    """The columns of ``metrics`` that are run metrics of the catalogue, in order."""
+    names = []
+    for column in metrics.columns:
+        try:
+            parse_metric(column)
+        except KeyError:
+            continue
+        names.append(column)
+    return names
+
+
+def time_series_outcomes(metrics: pd.DataFrame, series: pd.DataFrame, exporter: str) -> dict[str, np.ndarray]:
+    """[runs, recorded steps] per element: the world price (``world_price_series_<element>``,
+    USD/kg) and the shortfall of importers outside ``exporter``
+    (``shortfall_outside_exporter_series_<element>``, t/month), for the runs of ``metrics``
+    in order, with ``TIME`` (the recorded months) as EMA Workbench expects. A variable the
+    store did not record (or a store without series) gives no outcome; a step a run did
+    not reach is NaN."""
+    if series.empty:
+        return {}
+    series = series[series["run_id"].isin(set(metrics["run_id"]))]
+    steps = np.sort(series["step"].unique())
+    wanted = {
+        "world_price_series": (series["variable"] == "price") & (series["region"] == "world"),
+        "shortfall_outside_exporter_series": (series["variable"] == "shortfall") & (series["region"] != exporter),
+    }
+    outcomes: dict[str, np.ndarray] = {}
+    for prefix, rows in wanted.items():
+        table = series[rows].groupby(["element", "run_id", "step"], observed=True)["value"].sum()
+        for element in dict.fromkeys(series.loc[rows, "element"]):  # in the model's order
+            runs = table.loc[element].unstack("step").reindex(index=metrics["run_id"], columns=steps)
+            outcomes[f"{prefix}_{element}"] = runs.to_numpy(dtype=float)
+    if outcomes:
+        outcomes["TIME"] = np.tile(steps.astype(float), (len(metrics), 1))
+    return outcomes
+
+
+def write_ema(metrics: pd.DataFrame, path: Path, experiment=None, series: pd.DataFrame | None = None) -> bool:
+    """The runs that succeeded as EMA Workbench results (``ema_workbench.load_results``):
+    experiments with every factor (its name without ``factor.``), each run's lever values
+    (``lever_values``), policy, replication and seed; outcomes with every scalar metric
+    (``ScalarOutcome``) and the time series of ``time_series_outcomes``
+    (``TimeSeriesOutcome``; shortfall outside the experiment's exporter, the default
+    scenario's without the experiment). False without ema_workbench."""
     try:
         with warnings.catch_warnings():  # it warns about optional parallel back-ends at import
             warnings.simplefilter("ignore")
-            from ema_workbench import ScalarOutcome, save_results
+            from ema_workbench import ScalarOutcome, TimeSeriesOutcome, save_results
+            from ema_workbench.em_framework.outcomes import register
     except ImportError:
         return False
     ok = metrics[metrics["status"] == "ok"].reset_index(drop=True)
-    experiments = ok[[*_factor_columns(ok), "policy", "replication", "seed"]].rename(
-        columns=lambda c: c.removeprefix("factor.")
-    )
+    experiments = ok[_factor_columns(ok)].rename(columns=lambda c: c.removeprefix("factor."))
+    experiments = pd.concat([experiments, lever_values(ok, experiment), ok[["policy", "replication", "seed"]]], axis=1)
     experiments["policy"] = experiments["policy"].astype("category")
-    outcomes = {name: ok[name].to_numpy(dtype=float) for name in (*OUTCOMES, "policy_cost_usd")}
-    for name in outcomes:
-        ScalarOutcome(name)  # EMA serialises only outcomes it has been told about
+    outcomes = {name: ok[name].to_numpy(dtype=float) for name in scalar_outcomes(ok)}
+    exporter = (experiment.scenario if experiment is not None else Scenario()).shock.exporter
+    series_outcomes = time_series_outcomes(ok, pd.DataFrame() if series is None else series, exporter)
+    # save_results serialises each outcome as the kind EMA's register holds for its name.
+    # The register is global (a user's own ArrayOutcome of the same name would clash), so
+    # the kinds are set for this export only and the user's restored after it.
+    kinds = {**dict.fromkeys(outcomes, ScalarOutcome), **dict.fromkeys(series_outcomes, TimeSeriesOutcome)}
+    before = {name: register.outcomes[name] for name in kinds if name in register.outcomes}
+    register.outcomes.update(kinds)
     tmp = path.with_name(f".{path.name}.tmp.tar.gz")
-    save_results((experiments, outcomes), str(tmp))
+    try:
+        with warnings.catch_warnings():  # EMA warns that its time-series serialisation is new
+            warnings.simplefilter("ignore")
+            save_results((experiments, {**outcomes, **series_outcomes}), str(tmp))
+    finally:
+        for name in kinds:
+            register.outcomes.pop(name)
+        register.outcomes.update(before)
     tmp.replace(path)
     return True
 
@@ -216,7 +312,10 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3
         cells = []
         for column in columns:
             value = row[column]
-            cells.append(f"{value:.{digits}g}" if isinstance(value, (float, np.floating)) else str(value))
+            if isinstance(value, (bool, np.bool_)):
+                cells.append("yes" if value else "no")
+            else:
+                cells.append(f"{value:.{digits}g}" if isinstance(value, (float, np.floating)) else str(value))
         body += "| " + " | ".join(cells) + " |\n"
     return head + body
 
@@ -224,7 +323,8 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3
 def write_report(folder: Path, experiment=None) -> list[Path]:
     """Summary CSVs, figures and report.md for the store in ``folder``."""
     metrics = pd.read_parquet(folder / "metrics.parquet")
-    series = pd.read_parquet(folder / "series.parquet")
+    # A fresh clone keeps only the metrics: figures of series are then skipped.
+    series = pd.read_parquet(folder / "series.parquet") if (folder / "series.parquet").exists() else pd.DataFrame()
     manifest = json.loads((folder / "manifest.json").read_text())
     ok = metrics[metrics["status"] == "ok"]
     rng = np.random.default_rng(manifest.get("root_seed", 0))
@@ -248,7 +348,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
         atomic_write(folder / "sensitivity_indices.csv", lambda h: indices.to_csv(h, index=False))
         plot_sensitivity(indices, figures / "sensitivity.png")
         written += [folder / "sensitivity_indices.csv", figures / "sensitivity.png"]
-    if write_ema(metrics, folder / "ema_results.tar.gz"):
+    if write_ema(metrics, folder / "ema_results.tar.gz", experiment, series):
         written.append(folder / "ema_results.tar.gz")
     report = _report_text(manifest, metrics, summary, gained, indices, [p for p in written if p.suffix == ".png"], folder)
     atomic_write(folder / "report.md", lambda h: h.write(report))
@@ -273,18 +373,22 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
         "volatility of the world price.",
         "",
     ]
+    shortfall, loss, volatility, peak = (
+        "shortfall_outside_exporter_t", "resilience_loss_months", "world_price_volatility_fraction_Dy",
+        "world_price_peak_ratio_Dy",
+    )
     if not gained.empty:
         lines += [
             "## Resilience gained against the no-policy arm (paired by seed)",
             "",
             markdown_table(gained, {
                 "policy": "policy",
-                "shortfall_outside_exporter_t_gain": "shortfall fall",
-                "shortfall_outside_exporter_t_gain_low": "low",
-                "shortfall_outside_exporter_t_gain_high": "high",
-                "resilience_loss_months_gain": "resilience-loss fall",
-                "world_price_volatility_Dy_gain": "Dy volatility fall",
-                "policy_cost_usd_mean": "policy cost, USD",
+                f"{shortfall}_gain": f"fall in {metric_label(shortfall)}",
+                f"{shortfall}_gain_low": "low",
+                f"{shortfall}_gain_high": "high",
+                f"{loss}_gain": f"fall in {metric_label(loss)}",
+                f"{volatility}_gain": f"fall in {metric_label(volatility)}",
+                "policy_cost_usd_mean": metric_label("policy_cost_usd"),
             }),
             "A positive fall is an improvement (0.25 = 25 % less than with no policy).",
             "",
@@ -292,15 +396,39 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
     columns = {"policy": "policy", "runs": "runs"}
     columns.update({c: c.removeprefix("factor.") for c in summary.columns if c.startswith("factor.")})
     columns.update({
-        "shortfall_outside_exporter_t_mean": "shortfall t",
-        "shortfall_outside_exporter_t_low": "low",
-        "shortfall_outside_exporter_t_high": "high",
-        "world_price_volatility_Dy_mean": "Dy volatility",
-        "world_price_peak_ratio_Dy_mean": "Dy peak ratio",
-        "recovery_months_mean": "recovery months",
+        f"{shortfall}_mean": metric_label(shortfall),
+        f"{shortfall}_low": "low",
+        f"{shortfall}_high": "high",
+        f"{volatility}_mean": metric_label(volatility),
+        f"{peak}_mean": metric_label(peak),
+        "recovery_months_mean": metric_label("recovery_months"),
     })
     lines += ["## Summary by design point and policy", "", markdown_table(summary, columns), ""]
     if indices is not None:
-        lines += ["## Sensitivity indices", "", markdown_table(indices, {c: c for c in indices.columns}), ""]
+        lines += _sensitivity_text(indices)
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
     return "\n".join(lines)
+
+
+def _sensitivity_text(indices: pd.DataFrame) -> list[str]:
+    """The sensitivity section: the indices with their confidence intervals and, for
+    Sobol, which indices have not converged, in words."""
+    table = indices.assign(outcome=indices["outcome"].map(metric_label))
+    lines = [
+        "## Sensitivity indices",
+        "",
+        "Each `_conf` column is SALib's half-width of the 95 % confidence interval of the index to its left.",
+        "",
+        markdown_table(table, {c: c for c in table.columns}),
+    ]
+    if "unconverged" in indices and indices["unconverged"].any():
+        bad = indices[indices["unconverged"]]
+        which = ", ".join(f"{row.factor} on {row.outcome}" for row in bad.itertuples())
+        lines += [
+            f"**Not converged:** {len(bad)} of {len(indices)} factor-outcome pairs have a Sobol index outside "
+            f"[0, 1] by more than its confidence interval ({which}). A Sobol index is a share of variance, so "
+            "these are sampling noise, not estimates: rerun with more samples (the next powers of 2) before "
+            "reading them.",
+            "",
+        ]
+    return lines

@@ -1,16 +1,21 @@
 """Running a planned batch: submit tasks, store each run as it finishes, show progress.
 
 ``run_task`` is the unit of work a worker executes; it never raises, so one bad run
-becomes a FAILED record and the batch goes on.
+becomes a FAILED record and the batch goes on. A worker that dies (killed, out of
+memory) costs its runs one retry each; a run that kills its worker twice is FAILED.
 """
 
+import dataclasses
 import hashlib
 import importlib.metadata
+import json
 import platform
 import subprocess
+import sys
 import time
 import traceback
-from concurrent.futures import as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,8 @@ import pandas as pd
 from abm.batch.executors import open_executor
 from abm.batch.experiment import Experiment
 from abm.batch.plan import RunTask, plan_runs
-from abm.batch.store import Store
+from abm.batch.store import Store, store_error
+from abm.progress import Progress
 from abm.scenario import ScenarioError
 
 
@@ -93,69 +99,183 @@ def model_code_digest(package: Path = PACKAGE) -> str:
 
 
 def experiment_hash(experiment: Experiment) -> str:
-    """What the plan depends on: the experiment file and the resolved base scenario."""
-    text = experiment.source.read_bytes() + repr(experiment.scenario).encode()
-    return hashlib.sha256(text).hexdigest()
+    """What the plan depends on, from the experiment's content (not a file's bytes, so an
+    experiment built in Python has one too): its name, design, samples, factors,
+    policies, root seed, recording and the resolved base scenario. Replications are left
+    out: a store records them on their own, so that changing them is refused with its own
+    message (and done with ``force``)."""
+    content = {
+        "name": experiment.name, "design": experiment.design, "samples": experiment.samples,
+        "factors": [dataclasses.asdict(factor) for factor in experiment.factors], "policies": experiment.policies,
+        "seed": experiment.seed, "record_every": experiment.record_every, "series": experiment.series_variables,
+        "scenario": repr(experiment.scenario),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _check_store(store: Store, experiment: Experiment, digest: str, resume: bool, force: bool) -> None:
+    """Refuse a store this batch must not extend (a ScenarioError); reads only."""
+    out = store.folder
+    store.check_folder()
+    if resume and not store.exists():
+        raise ScenarioError(out, "--resume", str(out), "an existing results store to resume")
+    manifest = store.manifest()
+    if store.exists() and manifest.get("experiment_hash") != digest:
+        raise ScenarioError(
+            out, "store", str(out), "a store made by this experiment (same content and base scenario; stores made "
+            "before ree hashed experiment content must be remade): use another --out or delete the folder",
+        )
+    stored = manifest.get("replications", experiment.replications)
+    if stored != experiment.replications and not force:
+        raise ScenarioError(
+            out, "replications", experiment.replications,
+            f"the store's {stored} replications (use --out for a new folder, or --force to change this store)",
+        )
+    # Finished runs of other model code would mix with new ones; a store without finished
+    # runs (a fresh checkout holds only its tables) is simply remade.
+    if store.finished() and manifest.get("model_code") != model_code_digest():
+        raise ScenarioError(
+            out, "store", str(out), "finished runs made by this model code (delete the folder or use another --out)"
+        )
+
+
+def saved_runs(experiment: Experiment, out: Path) -> tuple[int, int]:
+    """How many of the experiment's planned runs are finished in ``out``, and how many
+    are planned (what an interrupted batch reports)."""
+    planned = {task.run_id for task in plan_runs(experiment)}
+    return len(planned & Store(out).finished()), len(planned)
 
 
 def run_batch(
     experiment: Experiment, out: Path, executor: str = "processes", workers: int | None = None,
-    scheduler: str | None = None, resume: bool = False, progress: bool = True,
+    scheduler: str | None = None, resume: bool = False, progress: bool = True, force: bool = False,
 ) -> Store:
-    """Run every planned run not already in ``out``; return the consolidated store."""
+    """Run every planned run not already in ``out``; return the consolidated store.
+
+    The store is locked for the whole batch (a second batch on it is refused). A store of
+    another experiment, of other model code, or with other replications (unless
+    ``force``: then its tables hold exactly this plan's runs) is refused with a
+    ScenarioError before anything is written; so is a store that cannot be written
+    (read-only, disk full). Ctrl-C (KeyboardInterrupt) ends the workers at once and
+    propagates; every run written so far stays, whole."""
     store = Store(out)
     digest = experiment_hash(experiment)
-    if resume and not store.exists():
-        raise ScenarioError(out, "--resume", str(out), "an existing results store to resume")
-    if store.exists() and store.manifest().get("experiment_hash") != digest:
-        raise ScenarioError(out, "store", str(out), "a store made by this experiment file (use another --out)")
-    code = model_code_digest()
-    store.clear_unfinished_writes()
-    done = store.finished()
-    # Finished runs of other model code would mix with new ones; a store without finished
-    # runs (a fresh checkout holds only its tables) is simply remade.
-    if done and store.manifest().get("model_code") != code:
-        raise ScenarioError(
-            out, "store", str(out), "finished runs made by this model code (delete the folder or use another --out)"
-        )
+    _check_store(store, experiment, digest, resume, force)  # before the lock, so a refusal writes nothing
     tasks = plan_runs(experiment)
-    todo = [t for t in tasks if t.run_id not in done]
+    planned = {task.run_id for task in tasks}
     started = time.time()
-    with open_executor(executor, workers, scheduler) as pool:  # validates the executor before writing
-        manifest = {
-            "experiment": experiment.name, "experiment_file": str(experiment.source),
-            "experiment_hash": digest, "model_code": code, "scenario_file": str(experiment.scenario_path),
-            "design": experiment.design, "replications": experiment.replications, "root_seed": experiment.seed,
-            "runs": len(tasks), "versions": _versions(), "git_commit": _git_commit(),
-            "executor": executor, "workers": workers, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "seeds": sorted({int(t.seed) for t in tasks}),
-        }
-        store.write_manifest({**store.manifest(), **manifest})
-        _execute(pool, todo, store, progress, total=len(tasks), already=len(tasks) - len(todo))
-    store.consolidate()
-    elapsed = time.time() - started
-    store.write_manifest({
-        **store.manifest(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": elapsed,
-        "runs_this_session": len(todo), "failed": len(store.failures()),
-    })
+    with open_executor(executor, workers, scheduler) as pool:
+        try:
+            with store.lock():
+                _check_store(store, experiment, digest, resume, force)  # again, now that no one else writes
+                store.clear_unfinished_writes()
+                for part in store.quarantine_damaged():
+                    _note(f"{part}: damaged part moved to {store.quarantine}/; its run is made again")
+                store.write_manifest({**store.manifest(), **_manifest(experiment, digest, tasks, executor, workers)})
+                session = _run_all(pool, tasks, planned, store, progress)
+                store.write_manifest({
+                    **store.manifest(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "seconds": time.time() - started, "runs_this_session": session,
+                    "failed": len(store.failures(planned)),
+                })
+        except OSError as error:  # a read-only folder, a full disk
+            raise store_error(out, error) from None
     return store
 
 
-def _execute(pool, todo: list[RunTask], store: Store, progress: bool, total: int, already: int) -> None:
-    from tqdm import tqdm
+def _run_all(pool: Executor, tasks: list[RunTask], planned: set[str], store: Store, progress: bool) -> int:
+    """Run what is not finished and consolidate; a part found unreadable while consolidating
+    is quarantined and its run made once more. Returns how many runs this session made."""
+    session = 0
+    for attempt in range(2):
+        done = store.finished()
+        todo = [task for task in tasks if task.run_id not in done]
+        with Progress("ree batch", total=len(tasks), initial=len(tasks) - len(todo), enabled=progress) as bar:
+            _execute(pool, todo, store, bar)
+        session += len(todo)
+        damaged = store.consolidate(planned)
+        for part in damaged:
+            fate = "its run is made again" if attempt == 0 else "its run is left out (is the disk failing?)"
+            _note(f"{part}: unreadable part moved to {store.quarantine}/; {fate}")
+        if not damaged:
+            break
+    return session
 
-    failures = 0
-    bar = tqdm(total=total, initial=already, disable=not progress, unit="run", dynamic_ncols=True)
-    futures = {pool.submit(run_task, task): task for task in todo}
-    for future in as_completed(futures):
-        task = futures[future]
-        try:
-            record, series = future.result()
-        except Exception as error:  # noqa: BLE001 - a worker that died
-            record = {**_base_record(task), "status": "failed", "error": f"{type(error).__name__}: {error}", "seconds": np.nan}
-            series = None
-        store.write_run(record, series)
-        failures += record["status"] != "ok"
-        bar.set_postfix(failed=failures)
-        bar.update(1)
-    bar.close()
+
+def _manifest(
+    experiment: Experiment, digest: str, tasks: list[RunTask], executor: str, workers: int | None
+) -> dict[str, Any]:
+    """What made the store: the experiment, the model code, the plan and the machine."""
+    return {
+        "experiment": experiment.name, "experiment_file": str(experiment.source),
+        "experiment_hash": digest, "model_code": model_code_digest(), "scenario_file": str(experiment.scenario_path),
+        "design": experiment.design, "replications": experiment.replications, "root_seed": experiment.seed,
+        "runs": len(tasks), "versions": _versions(), "git_commit": _git_commit(),
+        "executor": executor, "workers": workers, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "seeds": sorted({int(t.seed) for t in tasks}),
+    }
+
+
+def _note(text: str) -> None:
+    """One line on stderr about the store, for the person running the batch."""
+    print(f"ree: {text}", file=sys.stderr, flush=True)
+
+
+def _failed_record(task: RunTask, error: BaseException) -> dict[str, Any]:
+    """The FAILED record of a run whose worker died (the run itself never returned)."""
+    return {**_base_record(task), "status": "failed", "error": f"{type(error).__name__}: {error}", "seconds": np.nan}
+
+
+def _execute(pool: Executor, todo: list[RunTask], store: Store, bar: Progress) -> None:
+    """Run ``todo`` on ``pool``, writing each run as it finishes.
+
+    At most ``pool.in_flight`` tasks are submitted ahead of what is written (one for the
+    serial executor, which runs a task as it is submitted), so a kill loses little and a
+    long plan costs no memory. When a worker dies the pool breaks and fails every task
+    in flight (only a ``WorkerPool`` breaks; it can ``restart``): those are made again
+    one at a time on a fresh pool, so the run that killed its worker fails alone, as a
+    FAILED record, if it kills a worker again.
+    """
+    queue, suspects = deque(todo), deque()
+    retrying: set[str] = set()
+    pending: dict[Future, RunTask] = {}
+    broken = False
+    while queue or suspects or pending:
+        if broken and not pending:
+            pool.restart()
+            broken = False
+        if not broken:
+            broken = not _submit(pool, queue, suspects, retrying, pending)
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            task = pending.pop(future)
+            error = future.exception()
+            if isinstance(error, BrokenExecutor) and task.run_id not in retrying:
+                broken = True
+                suspects.append(task)
+                continue
+            record, series = future.result() if error is None else (_failed_record(task, error), None)
+            store.write_run(record, series)
+            bar.update(failed=record["status"] != "ok")
+
+
+def _submit(
+    pool: Executor, queue: deque[RunTask], suspects: deque[RunTask], retrying: set[str], pending: dict[Future, RunTask]
+) -> bool:
+    """Submit what may run next: a suspect of a worker death alone once nothing else is in
+    flight (marked as ``retrying``), else queued tasks up to ``pool.in_flight``; a task
+    leaves its deque only once submitted. False when the pool turned out to be broken."""
+    if any(task.run_id in retrying for task in pending.values()):
+        return True  # a retry runs alone
+    try:
+        if suspects:
+            if not pending:
+                pending[pool.submit(run_task, suspects[0])] = suspects[0]
+                retrying.add(suspects.popleft().run_id)
+            return True
+        while queue and len(pending) < pool.in_flight:
+            pending[pool.submit(run_task, queue[0])] = queue[0]
+            queue.popleft()
+    except BrokenExecutor:  # a worker died since the last wait; its pool refuses work
+        return False
+    return True

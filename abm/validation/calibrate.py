@@ -8,7 +8,6 @@ choose among plausible values, not invent new ones. Every candidate is scored on
 same replication seeds (common random numbers), by ``calibration_loss``.
 """
 
-import sys
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from abm.batch.experiment import Experiment
 from abm.batch.plan import design_matrix
 from abm.data import load_calibration
 from abm.output import atomic_write
+from abm.progress import Progress
 from abm.scenario import ScenarioError
 from abm.validation.history import load_targets
 from abm.validation.replay import replication_seeds, submit_replays
@@ -45,21 +45,20 @@ def check_within_ranges(experiment: Experiment) -> None:
             )
 
 
-def _score(experiment: Experiment, points: list[dict], seeds: list[int], executor: Executor, progress: str) -> list[dict]:
-    """Loss and targets within of each candidate, all on the same seeds."""
+def _score(
+    experiment: Experiment, points: list[dict], seeds: list[int], executor: Executor, unit: str, progress: bool
+) -> list[dict]:
+    """Loss and targets within of each candidate, all on the same seeds; ``unit`` names the
+    candidates in the progress lines (``"candidates"``, ``"finalists"``)."""
     targets = load_targets()
     scenarios = [experiment.scenario.with_settings(point, experiment.source) for point in points]
     futures = [submit_replays(scenario, seeds, executor) for scenario in scenarios]
     scores = []
-    for number, pending in enumerate(futures, start=1):
-        results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
-        scores.append({"loss": calibration_loss(results), "within": sum(r.within for r in results)})
-        if progress and sys.stderr.isatty():
-            print(f"\r{progress} {number}/{len(points)}", end="", file=sys.stderr, flush=True)
-        elif progress and (number % max(len(points) // 10, 1) == 0 or number == len(points)):
-            print(f"{progress} {number}/{len(points)}", file=sys.stderr, flush=True)  # a log, not a terminal
-    if progress and sys.stderr.isatty():
-        print(file=sys.stderr)
+    with Progress("ree calibrate", total=len(points), unit=unit, enabled=progress) as bar:
+        for pending in futures:
+            results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
+            scores.append({"loss": calibration_loss(results), "within": sum(r.within for r in results)})
+            bar.update()
     return scores
 
 
@@ -72,13 +71,13 @@ def calibrate(
     order of their final loss (``final_loss`` is empty for the others)."""
     candidates = design_matrix(experiment)
     seeds = replication_seeds(experiment.replications, experiment.seed)
-    first = _score(experiment, candidates, seeds, executor, "candidate" if progress else "")
+    first = _score(experiment, candidates, seeds, executor, "candidates", progress)
     table = pd.DataFrame([{**point, **score} for point, score in zip(candidates, first)])
     table = table.sort_values("loss", kind="stable").reset_index(drop=True)
     chosen = table.head(finalists)
     points = [{name: row[name] for name in candidates[0]} for _, row in chosen.iterrows()]
     final_seeds = replication_seeds(final_replications, experiment.seed + 1)
-    second = _score(experiment, points, final_seeds, executor, "finalist" if progress else "")
+    second = _score(experiment, points, final_seeds, executor, "finalists", progress)
     table["final_loss"] = [score["loss"] for score in second] + [float("nan")] * (len(table) - len(second))
     table["final_within"] = [score["within"] for score in second] + [float("nan")] * (len(table) - len(second))
     return table.sort_values(["final_loss", "loss"], kind="stable", na_position="last").reset_index(drop=True)

@@ -61,6 +61,7 @@ def _validate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from abm.batch.executors import open_executor
+    from abm.progress import Progress
     from abm.scenario import MarketParameters, load_scenario
     from abm.validation.history import load_observed_prices, load_targets
     from abm.validation.replay import VALIDATION_SEED, replay_many, replication_seeds
@@ -75,9 +76,12 @@ def _validate(args: argparse.Namespace) -> int:
     searched = tuple(f.name for f in load_experiment(DEFAULT_CALIBRATION).factors) if DEFAULT_CALIBRATION.exists() else ()
     seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
     defaults = dataclasses.replace(scenario, market=MarketParameters())
-    with open_executor(args.executor, args.workers) as executor:
-        runs = replay_many(scenario, seeds, executor)
-        default_runs = replay_many(defaults, seeds, executor)
+    with (
+        open_executor(args.executor, args.workers) as executor,
+        Progress("ree validate", total=2 * len(seeds), unit="replays", enabled=not args.quiet) as progress,
+    ):
+        runs = replay_many(scenario, seeds, executor, progress)
+        default_runs = replay_many(defaults, seeds, executor, progress)
     targets = load_targets()
     results = evaluate_targets(targets, runs, scenario.start_year)
     uncalibrated = evaluate_targets(targets, default_runs, scenario.start_year)
@@ -134,6 +138,7 @@ def add_validation_commands(commands: argparse._SubParsersAction) -> None:
         "--replications", type=int, default=DEFAULT_REPLICATIONS, help=f"replications (default {DEFAULT_REPLICATIONS})"
     )
     validate.add_argument("--seed", type=int, default=None, help="validation seed (default: the fixed one)")
+    validate.add_argument("--quiet", action="store_true", help="no progress")
     validate.set_defaults(handler=_validate)
     calibrate = commands.add_parser(
         "calibrate", help="search uncertain parameters, within their ranges, against the validation targets"

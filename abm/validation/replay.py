@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from abm.model import WORLD
+from abm.progress import Progress
 from abm.run import run_model
 from abm.scenario import Scenario
 
@@ -65,6 +66,14 @@ def submit_replays(scenario: Scenario, seeds: Sequence[int], executor: Executor)
     return [executor.submit(replay, scenario, seed) for seed in seeds]
 
 
-def replay_many(scenario: Scenario, seeds: Sequence[int], executor: Executor) -> list[Replay]:
-    """Every seed's replay, in seed order, run on ``executor``."""
-    return [future.result() for future in submit_replays(scenario, seeds, executor)]
+def replay_many(
+    scenario: Scenario, seeds: Sequence[int], executor: Executor, progress: Progress | None = None
+) -> list[Replay]:
+    """Every seed's replay, in seed order, run on ``executor``; each one counted on
+    ``progress`` as it comes back."""
+    replays = []
+    for future in submit_replays(scenario, seeds, executor):
+        replays.append(future.result())
+        if progress is not None:
+            progress.update()
+    return replays

@@ -6,10 +6,14 @@ the proxy's cache directory, and ``SOLARA_ASSETS_PROXY=true`` makes the server h
 out from there. Telemetry and Solara's version check (both network calls) are off.
 """
 
+import errno
 import os
+import socket
 import sys
 import warnings
 from pathlib import Path
+
+from abm.schema import ScenarioError
 
 APP = "abm.viz.app"
 DEFAULT_HOST = "127.0.0.1"
@@ -38,6 +42,25 @@ def check_assets() -> str | None:
     return None
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, as one line, a port outside 1-65535, a host this machine cannot listen on,
+    or a port already taken, by binding a socket there once (and closing it)."""
+    if not 1 <= port <= 65535:
+        raise ScenarioError("--port", "port", port, "a port number in [1, 65535]")
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ScenarioError("--host", "host", host, f"an address of this machine ({error})") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise ScenarioError("--port", "port", port, f"a free port this user may open ({error.strerror})") from None
+            raise ScenarioError("--host", "host", host, f"an address of this machine ({error.strerror})") from None
+
+
 def url(host: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
@@ -46,6 +69,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
     """Run the Solara server in this process until Ctrl+C; return an exit status."""
     for name, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    check_address(host, port)
     problem = check_assets()
     if problem:
         print(f"ree viz: {problem}", file=sys.stderr)
