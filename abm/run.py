@@ -242,9 +242,10 @@ def outcome_names() -> list[str]:
     return metric_names(load_calibration().elements, tuple(LEVER_SECTIONS))  # the levers of Programmes.names
 
 
-def run_model(scenario: Scenario, seed: int) -> RareEarthModel:
-    """A model of ``scenario`` with ``seed``, stepped to its horizon."""
-    model = RareEarthModel(rng=int(seed), scenario=scenario)
+def run_model(scenario: Scenario, seed: int, record_agents: bool = False) -> RareEarthModel:
+    """A model of ``scenario`` with ``seed``, stepped to its horizon (recording every agent
+    too with ``record_agents``, see ``tidy_agent_series``)."""
+    model = RareEarthModel(rng=int(seed), scenario=scenario, record_agents=record_agents)
     while model.running:
         model.step()
     return model

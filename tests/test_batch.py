@@ -88,8 +88,8 @@ def test_same_experiment_is_bit_identical_on_every_executor_and_worker_count(sma
 def test_a_failing_run_becomes_a_failed_record_and_is_retried_later(small_experiment, tmp_path):
     task = plan_runs(small_experiment)[0]
     broken = dataclasses.replace(task, settings={"quota_cut": 3.0})
-    record, series = run_task(broken)
-    assert record["status"] == "failed" and "quota_cut" in record["error"] and series is None
+    record, series, agents = run_task(broken)
+    assert record["status"] == "failed" and "quota_cut" in record["error"] and series is None and agents is None
     store = Store(tmp_path / "store")
     store.write_run(record, series)
     assert task.run_id not in store.finished()
@@ -97,7 +97,7 @@ def test_a_failing_run_becomes_a_failed_record_and_is_retried_later(small_experi
     store.consolidate()
     table = pd.read_parquet(store.folder / "metrics.parquet")
     assert table["status"].tolist() == ["failed"] and "quota_cut" in table["error"].item()
-    good, good_series = run_task(task)
+    good, good_series, _ = run_task(task)
     store.write_run(good, good_series)
     assert task.run_id in store.finished() and store.failures().empty
     store.consolidate()
@@ -206,3 +206,34 @@ def test_an_experiment_from_a_table_is_validated_like_a_file_and_plans_the_same_
         experiment_from_dict({**table, "factors": {"quota_cut": [float("inf")]}}, scenario=small_experiment.scenario)
     with pytest.raises(ScenarioError, match="warp"):
         experiment_from_dict({**table, "warp": 1}, scenario=small_experiment.scenario)
+
+
+def test_an_experiment_that_records_agents_stores_every_agents_series(small_experiment, tmp_path):
+    from abm.batch import experiment_from_dict
+
+    table = {"name": "agents", "record_agents": True, "record_every": 6, "series": ["price"],
+             "factors": {"quota_cut": [0.6], "horizon_months": [18], "shock_start": [2]}, "policies": {"stockpile": {"stockpile_months": 2.0}}}
+    experiment = experiment_from_dict(table, scenario=small_experiment.scenario)
+    store = run_batch(experiment, tmp_path / "agents", executor="serial", progress=False)
+    agents = pd.read_parquet(store.folder / "agents.parquet")
+    metrics = pd.read_parquet(store.folder / "metrics.parquet")
+    assert set(agents["run_id"]) == set(metrics["run_id"]) and set(agents["step"]) == {0, 6, 12, 18}
+    by_run = agents.groupby("run_id")["agent_type"].agg(set)
+    stockpile_run = metrics.loc[metrics["policy"] == "stockpile", "run_id"].item()
+    assert {"ExportingNation", "Refiner", "Importer", "Recycler"} <= by_run.iloc[0]
+    assert "StrategicStockpile" in by_run[stockpile_run]
+    # an importer's shortfall in the agent table adds up to its region's recorded shortfall
+    series = tidy_series_of(small_experiment.scenario.with_settings({"quota_cut": 0.6, "horizon_months": 18, "shock_start": 2}),
+                            int(metrics.loc[metrics["policy"] == "none", "seed"].item()))
+    none_run = metrics.loc[metrics["policy"] == "none", "run_id"].item()
+    mine = agents[(agents["run_id"] == none_run) & (agents["variable"] == "shortfall_t") & (agents["step"] == 12)]
+    recorded = series[(series["variable"] == "shortfall") & (series["step"] == 12)]
+    assert mine["value"].sum() == pytest.approx(recorded["value"].sum())
+    plain = run_batch(small_experiment, tmp_path / "plain", executor="serial", progress=False)
+    assert not (plain.folder / "agents.parquet").exists()  # only when asked
+
+
+def tidy_series_of(scenario, seed):
+    from abm.run import run_model, tidy_series
+
+    return tidy_series(run_model(scenario, seed))

@@ -44,13 +44,13 @@ import os
 if os.environ.get("REE_TEST_DIE_SEED"):
     import abm.run
     _run_model = abm.run.run_model
-    def _dying_run_model(scenario, seed):
+    def _dying_run_model(scenario, seed, **options):
         marker = os.environ.get("REE_TEST_DIE_ONCE")
         if seed == int(os.environ["REE_TEST_DIE_SEED"]) and not (marker and os.path.exists(marker)):
             if marker:
                 open(marker, "w").close()
             os._exit(9)
-        return _run_model(scenario, seed)
+        return _run_model(scenario, seed, **options)
     abm.run.run_model = _dying_run_model
 """
 

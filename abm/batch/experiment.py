@@ -59,6 +59,7 @@ class Experiment:
     record_every: int = 1
     series_variables: tuple[str, ...] = DEFAULT_SERIES
     description: str = ""
+    record_agents: bool = False  # also store every agent's series (agents.parquet)
 
     def with_replications(self, replications: int, source: str | Path = "--replications") -> "Experiment":
         """A copy with another number of replications, within ``MAX_RUNS`` runs."""
@@ -70,7 +71,7 @@ class Experiment:
 
 _KEYS = {
     "name", "description", "scenario", "design", "samples", "factors", "policies",
-    "replications", "seed", "record_every", "series",
+    "replications", "seed", "record_every", "series", "record_agents",
 }
 
 
@@ -203,6 +204,8 @@ def experiment_from_dict(
         isinstance(series, list) and all(isinstance(v, str) and v in RECORDED for v in series), source, "series", series,
         f"a list of recorded variables from {', '.join(RECORDED)}",
     )
+    record_agents = table.get("record_agents", False)
+    _expect(isinstance(record_agents, bool), source, "record_agents", record_agents, "true or false")
     raw_factors = table.get("factors", {})
     _expect(isinstance(raw_factors, dict), source, "factors", raw_factors, "a table of factors")
     factors = tuple(_factor(n, spec, design, scenario, source) for n, spec in raw_factors.items())
@@ -215,6 +218,7 @@ def experiment_from_dict(
         name=name, source=source, scenario=scenario, scenario_path=scenario_path, design=design,
         samples=samples, factors=factors, policies=policies, replications=replications, seed=seed,
         record_every=record_every, series_variables=tuple(series), description=description,
+        record_agents=record_agents,
     )
 
 

@@ -33,6 +33,7 @@ class RunTask:
     settings: dict[str, Any]
     record_every: int
     series_variables: tuple[str, ...]
+    record_agents: bool = False
 
 
 def _digest(value: Any, length: int = 16) -> str:
@@ -95,5 +96,6 @@ def plan_runs(experiment: Experiment) -> list[RunTask]:
                     point_id=pid, point=point, policy=policy, replication=replication, seed=seed,
                     scenario=experiment.scenario, settings={**point, **settings},
                     record_every=experiment.record_every, series_variables=experiment.series_variables,
+                    record_agents=experiment.record_agents,
                 ))
     return tasks

@@ -39,23 +39,34 @@ def _base_record(task: RunTask) -> dict[str, Any]:
     }
 
 
-def run_task(task: RunTask) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    """One run: its record (design, seed, status, timing, metrics) and recorded series."""
-    from abm.run import run_metrics, run_model, tidy_series
+def run_task(task: RunTask) -> tuple[dict[str, Any], pd.DataFrame | None, pd.DataFrame | None]:
+    """One run: its record (design, seed, status, timing, metrics), its recorded series and,
+    when the experiment records agents, every agent's series (else None); each table
+    keeps the recorded steps only and starts with the run id."""
+    from abm.run import run_metrics, run_model, tidy_agent_series, tidy_series
 
     started = time.perf_counter()
     record = _base_record(task)
+    series = agents = None
     try:
-        model = run_model(task.scenario.with_settings(task.settings), task.seed)
+        model = run_model(task.scenario.with_settings(task.settings), task.seed, record_agents=task.record_agents)
         series = tidy_series(model)
-        series = series[series["variable"].isin(task.series_variables) & (series["step"] % task.record_every == 0)]
-        series.insert(0, "run_id", task.run_id)
+        series = _recorded(series[series["variable"].isin(task.series_variables)], task)
+        if task.record_agents:
+            agents = _recorded(tidy_agent_series(model), task)
         record.update(run_metrics(model), status="ok", error="")
     except Exception as error:  # noqa: BLE001 - any failure becomes a FAILED record
-        series = None
+        series = agents = None
         record.update(status="failed", error=f"{type(error).__name__}: {error} | {traceback.format_exc(limit=3)!r}")
     record["seconds"] = time.perf_counter() - started
-    return record, series
+    return record, series, agents
+
+
+def _recorded(table: pd.DataFrame, task: RunTask) -> pd.DataFrame:
+    """The rows of ``table`` at the recorded steps, headed by the run id."""
+    table = table[table["step"] % task.record_every == 0].reset_index(drop=True)
+    table.insert(0, "run_id", task.run_id)
+    return table
 
 
 def _versions() -> dict[str, str]:
@@ -108,6 +119,7 @@ def experiment_hash(experiment: Experiment) -> str:
         "name": experiment.name, "design": experiment.design, "samples": experiment.samples,
         "factors": [dataclasses.asdict(factor) for factor in experiment.factors], "policies": experiment.policies,
         "seed": experiment.seed, "record_every": experiment.record_every, "series": experiment.series_variables,
+        "record_agents": experiment.record_agents,
         "scenario": repr(experiment.scenario),
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode()).hexdigest()
@@ -254,8 +266,8 @@ def _execute(pool: Executor, todo: list[RunTask], store: Store, bar: Progress) -
                 broken = True
                 suspects.append(task)
                 continue
-            record, series = future.result() if error is None else (_failed_record(task, error), None)
-            store.write_run(record, series)
+            record, series, agents = future.result() if error is None else (_failed_record(task, error), None, None)
+            store.write_run(record, series, agents)
             bar.update(failed=record["status"] != "ok")
 
 

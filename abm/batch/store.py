@@ -1,14 +1,15 @@
 """The results store of one experiment, ``results/<experiment>/``: safe to kill at any time.
 
-Each finished run is written as its own pair of Parquet parts (series first, then
-metrics, each through a temporary file and a rename), so a run is finished exactly
+Each finished run is written as its own Parquet parts (series and, when the experiment
+records agents, agent series first, then metrics, each through a temporary file and a
+rename), so a run is finished exactly
 when its metrics part exists: a SIGKILL loses only runs in flight and can never leave
 a half-written or duplicated row. A part damaged anyway (a truncated file, a disk that
 lost its tail) is found by its Parquet footer at the start of the next batch, or when
 it cannot be read while consolidating, and is moved to ``parts/quarantine/`` so that its
 run is made again. ``consolidate`` joins the parts of the planned runs into
-``metrics.parquet`` (one row per run, joined to its design point and policy) and
-``series.parquet``; ``manifest.json`` records what made the store; ``status.log`` is a
+``metrics.parquet`` (one row per run, joined to its design point and policy),
+``series.parquet`` and ``agents.parquet`` (only when agents are recorded); ``manifest.json`` records what made the store; ``status.log`` is a
 line per run for people (the parts are the truth); ``.lock`` is held by the one batch
 writing the store.
 """
@@ -32,7 +33,7 @@ QUARANTINE = "quarantine"
 LOCK = ".lock"
 TEMPORARY = ".*.tmp"  # what atomic_write leaves behind when killed mid-write
 PARQUET_MAGIC = b"PAR1"
-KINDS = ("metrics", "series", "failed")  # <run id>.<kind>.parquet
+KINDS = ("metrics", "series", "agents", "failed")  # <run id>.<kind>.parquet
 
 
 def store_error(folder: Path, error: OSError) -> ScenarioError:
@@ -143,14 +144,16 @@ class Store:
         """Ids of runs whose results are safely on disk (succeeded; failed runs are retried)."""
         return set(self._parts("metrics"))
 
-    def write_run(self, record: dict[str, Any], series: pd.DataFrame | None) -> None:
-        """Persist one finished run. A failed run is kept as a FAILED record (its own
-        part, which a later success replaces) and is retried by the next rerun."""
+    def write_run(self, record: dict[str, Any], series: pd.DataFrame | None, agents: pd.DataFrame | None = None) -> None:
+        """Persist one finished run: its series and agent series (when given) first, its
+        metrics last. A failed run is kept as a FAILED record (its own part, which a
+        later success replaces) and is retried by the next rerun."""
         self.parts.mkdir(parents=True, exist_ok=True)
         run_id, row = record["run_id"], pd.DataFrame([record])
         if record["status"] == "ok":
-            if series is not None:
-                atomic_write(self.parts / f"{run_id}.series.parquet", lambda h: series.to_parquet(h, index=False), binary=True)
+            for kind, table in (("series", series), ("agents", agents)):
+                if table is not None:
+                    atomic_write(self.parts / f"{run_id}.{kind}.parquet", lambda h, t=table: t.to_parquet(h, index=False), binary=True)
             atomic_write(self.parts / f"{run_id}.metrics.parquet", lambda h: row.to_parquet(h, index=False), binary=True)
             (self.parts / f"{run_id}.failed.parquet").unlink(missing_ok=True)
         else:
@@ -180,24 +183,29 @@ class Store:
         return pd.DataFrame([e for rid, e in latest.items() if e["status"] != "ok" and rid not in done])
 
     def consolidate(self, run_ids: Collection[str] | None = None) -> list[Path]:
-        """Join the parts of ``run_ids`` (default: every run in the store) into the two
-        tables (atomic writes; parts stay for resuming). ``metrics.parquet`` holds every
-        such run that ended: succeeded, or FAILED with its error; ``series.parquet`` the
-        series of those that succeeded. A part that cannot be read is quarantined and its
-        run left out of both; returns those parts (where they were; empty when all were whole)."""
+        """Join the parts of ``run_ids`` (default: every run in the store) into the tables
+        (atomic writes; parts stay for resuming). ``metrics.parquet`` holds every such run
+        that ended: succeeded, or FAILED with its error; ``series.parquet`` (and
+        ``agents.parquet``, when there are agent parts) the series of those that
+        succeeded. A part that cannot be read is quarantined and its run left out of every
+        table; returns those parts (where they were; empty when all were whole)."""
         done = self._parts("metrics", run_ids)
         failed = [part for rid, part in self._parts("failed", run_ids).items() if rid not in done]
-        series_parts = [part for rid, part in self._parts("series", run_ids).items() if rid in done]
         metrics, damaged = _read_parts([*done.values(), *failed])
-        series, damaged_series = _read_parts(series_parts)
-        damaged += damaged_series
+        tables = {"metrics": metrics}
+        for kind in ("series", "agents"):
+            tables[kind], damaged_parts = _read_parts([part for rid, part in self._parts(kind, run_ids).items() if rid in done])
+            damaged += damaged_parts
         if damaged:
             runs = {_run_id(part) for part in damaged}
-            metrics, series = (t[~t["run_id"].isin(runs)] if "run_id" in t else t for t in (metrics, series))
-        if not metrics.empty:
-            metrics = metrics.drop_duplicates("run_id").sort_values(["point_id", "policy", "replication"], ignore_index=True)
-        atomic_write(self.folder / "metrics.parquet", lambda h: metrics.to_parquet(h, index=False), binary=True)
-        atomic_write(self.folder / "series.parquet", lambda h: series.to_parquet(h, index=False), binary=True)
+            tables = {kind: t[~t["run_id"].isin(runs)] if "run_id" in t else t for kind, t in tables.items()}
+        if not tables["metrics"].empty:
+            tables["metrics"] = tables["metrics"].drop_duplicates("run_id").sort_values(
+                ["point_id", "policy", "replication"], ignore_index=True
+            )
+        for kind, table in tables.items():
+            if kind != "agents" or not table.empty:  # agents.parquet only from an experiment that records agents
+                atomic_write(self.folder / f"{kind}.parquet", lambda h, t=table: t.to_parquet(h, index=False), binary=True)
         return self._quarantine(damaged)
 
 
