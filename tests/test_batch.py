@@ -237,3 +237,11 @@ def tidy_series_of(scenario, seed):
     from abm.run import run_model, tidy_series
 
     return tidy_series(run_model(scenario, seed))
+
+
+def test_report_numbers_are_written_for_people_never_in_scientific_notation():
+    from abm.batch.report import format_number
+
+    cases = {1.15e-07: "0", 4e8: "400,000,000", 2514.3: "2,514", 0.1644: "0.164", -0.77: "-0.770",
+             12.34: "12.3", float("nan"): "n/a"}
+    assert {value: format_number(value) for value in cases} == cases

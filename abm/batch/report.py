@@ -305,7 +305,23 @@ def write_ema(metrics: pd.DataFrame, path: Path, experiment=None, series: pd.Dat
     return True
 
 
+def format_number(value: float, digits: int = 3) -> str:
+    """A number as people read it, never in scientific notation: thousands with
+    separators (``2,514``, ``4,000,000``), smaller values to ``digits`` significant
+    digits (``0.164``, ``12.3``), values that round to zero as ``0``, NaN as ``n/a``."""
+    if not np.isfinite(value):
+        return "n/a" if np.isnan(value) else ("∞" if value > 0 else "−∞")
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    if abs(value) < 0.5 * 10 ** -(digits + 1):
+        return "0"
+    decimals = digits - 1 - int(np.floor(np.log10(abs(value))))
+    return f"{value:.{max(decimals, 0)}f}"
+
+
 def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> str:
+    """A markdown table of ``columns`` (name -> header) of ``frame``; numbers through
+    ``format_number``, flags as yes/no."""
     head = "| " + " | ".join(columns.values()) + " |\n|" + "---|" * len(columns) + "\n"
     body = ""
     for _, row in frame.iterrows():
@@ -315,7 +331,7 @@ def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3
             if isinstance(value, (bool, np.bool_)):
                 cells.append("yes" if value else "no")
             else:
-                cells.append(f"{value:.{digits}g}" if isinstance(value, (float, np.floating)) else str(value))
+                cells.append(format_number(value, digits) if isinstance(value, (float, np.floating)) else str(value))
         body += "| " + " | ".join(cells) + " |\n"
     return head + body
 
