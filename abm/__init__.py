@@ -10,8 +10,7 @@ Names are imported on first use, so ``import abm.scenario`` (what ``ree check`` 
 does not pay for importing Mesa.
 """
 
-from importlib import import_module
-from typing import Any
+from abm.lazy import lazy_namespace
 
 # Each public name and the module that defines it.
 _PUBLIC = {
@@ -26,15 +25,4 @@ _PUBLIC = {
     "load_scenario": "abm.scenario",
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'abm' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_namespace("abm", globals(), _PUBLIC)

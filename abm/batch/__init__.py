@@ -5,8 +5,7 @@ confidence intervals.
 Names are imported on first use (as in ``abm``), so the CLI's batch commands load the
 model only when a batch runs."""
 
-from importlib import import_module
-from typing import Any
+from abm.lazy import lazy_namespace
 
 # Each public name and the module that defines it.
 _PUBLIC = {
@@ -19,15 +18,4 @@ _PUBLIC = {
     "run_batch": "abm.batch.runner",
 }
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'abm.batch' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_namespace("abm.batch", globals(), _PUBLIC)
