@@ -11,7 +11,10 @@ import pandas as pd  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
 
 
-def _grid(series: pd.DataFrame, variable: str):
+def element_grid(series: pd.DataFrame, variable: str):
+    """The rows of ``variable`` in a tidy ``series``, its elements in order, and a figure
+    with one panel per element (two rows; the grid follows the elements of the data):
+    ``(data, elements, figure, axes)`` with ``axes`` flat, row by row."""
     data = series[series["variable"] == variable]
     elements = list(dict.fromkeys(data["element"].astype(str)))
     figure, axes = plt.subplots(2, (len(elements) + 1) // 2, figsize=(13, 7), sharex=True, squeeze=False)
@@ -27,8 +30,8 @@ def save_figure(figure, path: Path, dpi: int = 110) -> None:
 
 def plot_prices(series: pd.DataFrame, path: Path) -> None:
     """Price of each element in each zone (exporters' domestic markets and the world), log scale."""
-    data, elements, figure, axes = _grid(series, "price")
-    for ax, element in zip(axes, elements):
+    data, elements, figure, axes = element_grid(series, "price")
+    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
         for zone in table.columns:
             ax.plot(table.index, table[zone], label=str(zone), lw=1.4 if zone == "world" else 1.0)
@@ -43,8 +46,8 @@ def plot_prices(series: pd.DataFrame, path: Path) -> None:
 
 def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
     """Oxide sold by sellers in each region, stacked, t/month."""
-    data, elements, figure, axes = _grid(series, "supply_by_origin")
-    for ax, element in zip(axes, elements):
+    data, elements, figure, axes = element_grid(series, "supply_by_origin")
+    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
         # Step 0 is the initial state, before any month has traded.
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value").loc[1:]
         table = table.loc[:, table.sum() > 0]
@@ -59,8 +62,8 @@ def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
 
 def plot_shortfall(series: pd.DataFrame, path: Path) -> None:
     """Unmet demand of each importing region, t/month."""
-    data, elements, figure, axes = _grid(series, "shortfall")
-    for ax, element in zip(axes, elements):
+    data, elements, figure, axes = element_grid(series, "shortfall")
+    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
         for region in table.columns:
             ax.plot(table.index, table[region], label=str(region))

@@ -179,7 +179,7 @@ class RareEarthModel(mesa.Model):
         )
         return self.reference_price[:, None] / (1.0 + rules.export_tax.T)
 
-    def _build_agents(self, calibration: Calibration) -> None:
+    def _build_agents(self, calibration: Calibration) -> None:  # noqa: C901 - replaced by the stage graph of supply chain v2
         n_elements, n_regions = len(self.elements), len(self.regions)
         index = {r: i for i, r in enumerate(self.regions)}
         spec, market = self.spec, self.market
@@ -298,7 +298,7 @@ class RareEarthModel(mesa.Model):
         self.refiners = self.agents_by_type[Refiner]
         self.importers = self.agents_by_type[Importer]
         self.recyclers = self.agents_by_type[Recycler]
-        self.stockpiles = self.agents_by_type[StrategicStockpile] if StrategicStockpile in self.agents_by_type else []
+        self.stockpiles = self.agents_by_type.get(StrategicStockpile, [])
         self._sellers = list(self.refiners) + list(self.recyclers) + list(self.stockpiles)
         self._importers = list(self.importers)
         self._buyers = self._importers + list(self.stockpiles)

@@ -72,7 +72,7 @@ class Programmes:
         self._partner_outage_left = np.maximum(self._partner_outage_left - 1, 0)
         if lever.share <= 0:
             return {}
-        return {p: 1.0 - lever.outage_cut * d for p, d in zip(lever.partners, disrupted)}
+        return {p: 1.0 - lever.outage_cut * d for p, d in zip(lever.partners, disrupted, strict=True)}
 
     # ------------------------------------------------------------ supply stage
     def floor_in_force(self, month: int) -> bool:

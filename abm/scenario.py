@@ -218,16 +218,21 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def _check_consistency(scenario: Scenario, source: str | Path) -> None:
-    """Every field's own check and the rules across keys, for files and for scenarios
-    built in Python alike (the model validates every scenario it is given through
-    ``with_overrides``)."""
+def _check_fields(scenario: Scenario, source: str | Path) -> None:
+    """Every field's own check, in every section (events apart)."""
     for section_name, section in [(None, scenario), *((n, getattr(scenario, n)) for n in _SECTIONS)]:
         for spec_ in dataclasses.fields(section):
             if section_name is None and spec_.name in _SECTIONS or spec_.name == "events":
                 continue
             key = spec_.name if section_name is None else f"{section_name}.{spec_.name}"
             checked(type(section), spec_.name, getattr(section, spec_.name), key, source)
+
+
+def _check_consistency(scenario: Scenario, source: str | Path) -> None:
+    """Every field's own check and the rules across keys, for files and for scenarios
+    built in Python alike (the model validates every scenario it is given through
+    ``with_overrides``)."""
+    _check_fields(scenario, source)
     for index, event in enumerate(scenario.events):
         for spec_ in dataclasses.fields(event):
             checked(Event, spec_.name, getattr(event, spec_.name), f"events[{index}].{spec_.name}", source)

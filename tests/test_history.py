@@ -38,7 +38,7 @@ def test_2009_calibration_matches_its_sources():
     assert {(p.kind, p.nation) for p in calibration.projects} == {
         ("mine", "US"), ("refinery", "US"), ("mine", "AU"), ("refinery", "MY"),
     }
-    prices = dict(zip(calibration.elements, calibration.reference_price))
+    prices = dict(zip(calibration.elements, calibration.reference_price, strict=True))
     assert (prices["La"], prices["Ce"], prices["Dy"]) == (8.71, 4.56, 118.49)  # 2008, facts.md / Lynas
     # China uses about 58 % of the world's oxide (73,000 of ~125,000 t, USGS): the shares are built for it
     model = finished_model(scenario=Scenario(base_year=2009, start_year=2009), horizon_months=1)

@@ -141,9 +141,9 @@ def test_mass_balance_closes_with_every_lever(runs, lever):
 
 
 def test_stockpile_softens_the_first_months_is_drawn_down_then_refilled(runs):
-    for shock, stock in zip(runs["quota_shock"], runs["stockpile"]):
+    for shock, stock in zip(runs["quota_shock"], runs["stockpile"], strict=True):
         regions = ["US", "JP", "EU"]
-        depth = lambda r: _table(r.series, "shortfall").T.groupby(level=1).sum().T[regions].iloc[13:25].max().max()  # noqa: E731
+        depth = lambda r, regions=regions: _table(r.series, "shortfall").T.groupby(level=1).sum().T[regions].iloc[13:25].max().max()  # noqa: E731
         assert depth(stock) <= depth(shock)
     series = runs["stockpile"][0].series
     for element in ("Dy", "Tb", "La"):
@@ -162,7 +162,7 @@ def test_recycled_output_never_exceeds_the_scrap_pool_and_collection_follows_pri
             assert np.all(recycler.recycled <= recycler.scrap_pool + 1e-12)
     reference = np.array([10.0, 10.0])
     shares = [collection_share(np.full(2, p), reference, 0.0, 0.5) for p in (1.0, 3.0, 5.0, 8.0)]
-    assert all(np.all(low <= high) for low, high in zip(shares, shares[1:]))
+    assert all(np.all(low <= high) for low, high in zip(shares, shares[1:], strict=False))
     assert shares[0][0] < shares[2][0]
     assert np.all(collection_share(np.full(2, 1.0), reference, 4.0, 0.5) > shares[0])  # a subsidy raises it
 
@@ -198,7 +198,7 @@ def test_every_lever_cost_is_counted_and_the_portfolio_is_the_sum_of_its_parts(r
         research = result.metrics["policy_cost_usd_substitution"] / (portfolio.substitution.usd_per_year / 12)
         assert research == pytest.approx(round(research)) and 36 <= round(research) <= 96  # months of spending until success
     for lever in ("domestic_mining", "refining", "substitution"):  # fixed spending: identical alone and together
-        for alone, together in zip(runs[lever], runs["portfolio"]):
+        for alone, together in zip(runs[lever], runs["portfolio"], strict=True):
             assert together.metrics[f"policy_cost_usd_{lever}"] == pytest.approx(alone.metrics[f"policy_cost_usd_{lever}"])
     for result in runs["quota_shock"]:
         assert result.metrics["policy_cost_usd"] == 0.0

@@ -129,7 +129,7 @@ def test_ree_viz_in_a_real_browser(ree_viz, tmp_path):
 
             later_charts = charts.evaluate_all("images => images.map(i => i.src)")
             assert len(later_charts) == 6
-            assert all(a != b for a, b in zip(first_charts, later_charts))
+            assert all(a != b for a, b in zip(first_charts, later_charts, strict=True))
             page.wait_for_timeout(500)  # let the last images paint
             screenshot = Path(os.environ.get("REE_VIZ_SCREENSHOT") or tmp_path / "viz.png")
             screenshot.parent.mkdir(parents=True, exist_ok=True)

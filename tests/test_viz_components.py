@@ -252,7 +252,7 @@ def test_step_advances_the_month_and_redraws_the_charts():
         click(rc, "Step")
     assert "month 3 (Apr 2025)" in header(rc)
     after = images(rc)
-    assert all(a != b for a, b in zip(before, after))
+    assert all(a != b for a, b in zip(before, after, strict=True))
 
 
 def test_choosing_an_element_redraws_for_it():

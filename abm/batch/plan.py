@@ -54,7 +54,7 @@ def design_matrix(experiment: Experiment) -> list[dict[str, Any]]:
     e.g. for Morris elementary effects)."""
     if experiment.design == "full_factorial":
         names = [f.name for f in experiment.factors]
-        return [dict(zip(names, levels)) for levels in itertools.product(*(f.levels for f in experiment.factors))]
+        return [dict(zip(names, levels, strict=True)) for levels in itertools.product(*(f.levels for f in experiment.factors))]
     problem = salib_problem(experiment)
     with warnings.catch_warnings():  # sample sizes are checked when the experiment loads
         warnings.filterwarnings("ignore", category=UserWarning, module=r"SALib\.")
@@ -73,7 +73,7 @@ def design_matrix(experiment: Experiment) -> list[dict[str, Any]]:
     points = []
     for row in rows:
         points.append({
-            f.name: int(round(value)) if f.integer else float(value) for f, value in zip(experiment.factors, row)
+            f.name: int(round(value)) if f.integer else float(value) for f, value in zip(experiment.factors, row, strict=True)
         })
     return points
 

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from abm.batch.experiment import NO_POLICY  # noqa: E402
-from abm.figures import save_figure  # noqa: E402
+from abm.figures import element_grid, save_figure  # noqa: E402
 from abm.metrics import bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
 from abm.scenario import Scenario, setting_value  # noqa: E402
@@ -78,10 +78,9 @@ def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, pol
     runs = set(metrics.loc[metrics["policy"] == policy, "run_id"])
     prices = series[(series["variable"] == "price") & series["run_id"].isin(runs)]
     zones = [z for z in ("world", "CN") if z in set(prices["region"])]
-    elements = list(dict.fromkeys(prices["element"].astype(str)))
-    figure, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True, squeeze=False)
-    for ax, element in zip(axes.ravel(), elements):
-        for zone, colour in zip(zones, ("tab:red", "tab:blue")):
+    prices, elements, figure, axes = element_grid(prices, "price")
+    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
+        for zone, colour in zip(zones, ("tab:red", "tab:blue"), strict=False):
             table = prices[(prices["element"] == element) & (prices["region"] == zone)].pivot(
                 index="step", columns="run_id", values="value"
             )
@@ -92,8 +91,8 @@ def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, pol
         ax.set_yscale("log")
         ax.set_title(f"{element} oxide, policy: {policy}")
         ax.set_ylabel("USD/kg")
-    axes[0, 0].legend(fontsize=8)
-    for ax in axes[-1]:
+    axes[0].legend(fontsize=8)
+    for ax in axes[len(axes) // 2:]:  # the bottom row
         ax.set_xlabel("month")
     save_figure(figure, path, dpi=100)
 
@@ -122,7 +121,7 @@ def plot_policies(summary: pd.DataFrame, gained: pd.DataFrame, folder: Path) -> 
         figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
         for ax, outcome, title in zip(
             axes, ("shortfall_outside_exporter_t", "world_price_volatility_fraction_Dy"),
-            ("Resilience gained: shortfall outside the exporter", "Volatility reduction: world Dy price"),
+            ("Resilience gained: shortfall outside the exporter", "Volatility reduction: world Dy price"), strict=True,
         ):
             _bars(ax, gained["policy"], 100 * gained[f"{outcome}_gain"], 100 * gained[f"{outcome}_gain_low"],
                   100 * gained[f"{outcome}_gain_high"], title, "% fall vs no policy (paired, 95 % CI)")
@@ -140,7 +139,7 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
     groups = data.groupby("factor.shock_months") if "factor.shock_months" in data.columns else [("all", data)]
     for months, group in groups:
         group = group.sort_values("factor.quota_cut")
-        for ax, outcome in zip(axes, ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t")):
+        for ax, outcome in zip(axes, ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t"), strict=True):
             ax.errorbar(100 * group["factor.quota_cut"], group[f"{outcome}_mean"],
                         yerr=[group[f"{outcome}_mean"] - group[f"{outcome}_low"], group[f"{outcome}_high"] - group[f"{outcome}_mean"]],
                         capsize=3, marker="o", label=f"{months} months")
@@ -203,7 +202,7 @@ def plot_sensitivity(indices: pd.DataFrame, path: Path) -> None:
     value = "mu_star" if "mu_star" in indices.columns else "ST"
     outcomes = list(dict.fromkeys(indices["outcome"]))
     figure, axes = plt.subplots(1, len(outcomes), figsize=(5 * len(outcomes), 4.5), squeeze=False)
-    for ax, outcome in zip(axes[0], outcomes):
+    for ax, outcome in zip(axes[0], outcomes, strict=True):
         data = indices[indices["outcome"] == outcome].sort_values(value)
         ax.barh(data["factor"], data[value], color="tab:gray")
         ax.set_title(f"{outcome}\n({'Morris mu*' if value == 'mu_star' else 'Sobol total index'})", fontsize=9)

@@ -128,7 +128,7 @@ def _share_matrix(
         matrix[row_names.index(row[row_key]), col_names.index(row[col_key])] = float(row["share"])
     sums = matrix.sum(axis=1)
     if not np.allclose(sums, 1.0):
-        raise ValueError(f"{path}: shares per {row_key} must sum to 1, got {dict(zip(row_names, sums))}")
+        raise ValueError(f"{path}: shares per {row_key} must sum to 1, got {dict(zip(row_names, sums, strict=True))}")
     return matrix
 
 

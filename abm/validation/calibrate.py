@@ -72,7 +72,7 @@ def calibrate(
     candidates = design_matrix(experiment)
     seeds = replication_seeds(experiment.replications, experiment.seed)
     first = _score(experiment, candidates, seeds, executor, "candidates", progress)
-    table = pd.DataFrame([{**point, **score} for point, score in zip(candidates, first)])
+    table = pd.DataFrame([{**point, **score} for point, score in zip(candidates, first, strict=True)])
     table = table.sort_values("loss", kind="stable").reset_index(drop=True)
     chosen = table.head(finalists)
     points = [{name: row[name] for name in candidates[0]} for _, row in chosen.iterrows()]

@@ -139,7 +139,7 @@ def run_lines(model) -> list[str]:
 def element_lines(model, element: str) -> list[str]:
     """What holds for ``element`` this month, in words."""
     e = model.elements.index(element)
-    quotas = [code for code, cap in zip(model.exporters, model.quota[e]) if np.isfinite(cap)]
+    quotas = [code for code, cap in zip(model.exporters, model.quota[e], strict=True) if np.isfinite(cap)]
     closed = sum(1 for *_, restricted in charts.trade_edges(model, element) if restricted)
     price = charts.history(model, "price")[:, e, model.price_zones.index(WORLD)]
     shortfall = float(model.shortfall[e].sum())

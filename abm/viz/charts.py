@@ -96,7 +96,7 @@ def _months_axis(ax, model: RareEarthModel, element: str | None = None) -> None:
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """[(start, stop)) index ranges where ``flags`` is true."""
     edges = np.diff(np.concatenate(([0], flags.astype(int), [0])))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 def _legend(ax, extra: list | None = None) -> None:
