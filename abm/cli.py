@@ -78,11 +78,11 @@ def _check_scheduler(address: str, executor: str | None) -> None:
     if executor != "dask":
         raise ScenarioError("--scheduler", "scheduler", address, "no --scheduler except with --executor dask")
     expected = f"a scheduler address like tcp://host:8786 (protocols {', '.join(SCHEDULER_PROTOCOLS)})"
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
         port = parts.port
-    except ValueError:
-        port = None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise ScenarioError("--scheduler", "scheduler", address, expected) from None
     if parts.scheme not in SCHEDULER_PROTOCOLS or not parts.hostname or port is None or port < 1 or parts.path or parts.query:
         raise ScenarioError("--scheduler", "scheduler", address, expected)
 

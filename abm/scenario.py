@@ -21,7 +21,7 @@ from abm.levers import (
     Recycling, Refining, Stockpile, Substitution,
 )
 from abm.schema import (
-    DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, PRODUCER, REGION, REGIONS, SHARE,
+    DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, NOT_SHOWN, PRODUCER, REGION, REGIONS, SHARE,
     TONNES_PER_YEAR, ScenarioError, at_most, between, build, checked, csv_default, months_from, one_of, optional,
     plain_name, spec,
 )
@@ -199,8 +199,8 @@ def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None
     section, _, key = name.partition(".")
     if section in _SECTIONS and key in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
         return section, key
-    raise ScenarioError(
-        source, name, value, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.price_adjustment"
+    raise ScenarioError(  # an unknown key's value is never shown: it could be a secret
+        source, name, NOT_SHOWN, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.price_adjustment"
     )
 
 

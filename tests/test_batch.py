@@ -245,3 +245,16 @@ def test_report_numbers_are_written_for_people_never_in_scientific_notation():
     cases = {1.15e-07: "0", 4e8: "400,000,000", 2514.3: "2,514", 0.1644: "0.164", -0.77: "-0.770",
              12.34: "12.3", float("nan"): "n/a"}
     assert {value: format_number(value) for value in cases} == cases
+
+
+@pytest.mark.parametrize("table,key", [
+    ({"factors": {"shock_start": [2, 30], "horizon_months": [24, 36]}}, "design point"),  # start 30 and horizon 24 are fine alone
+    ({"factors": {"quota_cut": [0.1]}, "policies": {"p": {"quota_cut": 0.9}}}, "policies.p"),
+    ({"policies": {"p": {"secret_key": "SECRET"}}}, "secret_key"),
+])
+def test_an_experiment_refuses_clashing_combinations_and_never_echoes_unknown_values(small_experiment, table, key):
+    from abm.batch import experiment_from_dict
+
+    with pytest.raises(ScenarioError, match=key) as refused:
+        experiment_from_dict({"name": "x", **table}, scenario=small_experiment.scenario.with_settings({"shock_start": 2}))
+    assert "SECRET" not in str(refused.value)

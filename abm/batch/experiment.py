@@ -16,6 +16,7 @@ error as a scenario when a key, value or combination is wrong:
     stockpile = {stockpile_months = 3.0}
 """
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,14 +213,44 @@ def experiment_from_dict(
     _expect(design == "full_factorial" or factors, source, "factors", raw_factors, f"at least one range for design {design}")
     policies = _policies(table, scenario, source)
     points = design_points(design, samples, factors)
-    key, value = ("samples", samples) if design != "full_factorial" else ("factors", f"{points:,} level combinations")
+    if points * len(policies) > MAX_RUNS or design != "full_factorial":
+        key, value = ("samples", samples) if design != "full_factorial" else ("factors", f"{points:,} level combinations")
+    else:  # the design is small enough: what makes the plan large is the replications
+        key, value = "replications", replications
     _check_run_count(points, len(policies), replications, source, key, value)
+    _check_combinations(factors, policies, design, scenario, source)
     return Experiment(
         name=name, source=source, scenario=scenario, scenario_path=scenario_path, design=design,
         samples=samples, factors=factors, policies=policies, replications=replications, seed=seed,
         record_every=record_every, series_variables=tuple(series), description=description,
         record_agents=record_agents,
     )
+
+
+# Full-factorial design points x policies checked together at load (beyond this, a
+# clashing combination is left to its run, which records it as FAILED).
+MAX_CHECKED_COMBINATIONS = 10_000
+
+
+def _check_combinations(
+    factors: tuple[Factor, ...], policies: dict[str, dict[str, Any]], design: str, scenario: Scenario, source: Path
+) -> None:
+    """Every design point of a full factorial with every policy, as one run would set them:
+    levels valid alone can clash together (a shock start beyond a shorter horizon), and a
+    policy may not set a swept factor (one of the two would silently win)."""
+    swept = {f.name for f in factors}
+    for policy, settings in policies.items():
+        both = sorted(swept & set(settings))
+        _expect(not both, source, f"policies.{policy}", both, "settings that are not also swept factors")
+    if design != "full_factorial":
+        return
+    names = [f.name for f in factors]
+    combinations = itertools.islice(itertools.product(*(f.levels for f in factors)), MAX_CHECKED_COMBINATIONS)
+    for levels in combinations:
+        point = dict(zip(names, levels, strict=True))
+        for policy, settings in policies.items():
+            where = f"{source}: design point {point}" + ("" if policy == NO_POLICY else f", policy {policy}")
+            scenario.with_settings({**point, **settings}, source=where)
 
 
 def _base_scenario(table: dict[str, Any], scenario: Scenario | str | Path | None, source: Path) -> tuple[Scenario, Path]:
