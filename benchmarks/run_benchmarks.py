@@ -42,18 +42,27 @@ def main() -> None:
     model = _run(240, 1)
     rows.append(("tidy series of that run", median_seconds(lambda s: tidy_series(model))))
     for horizon in (60, 120, 480):
-        rows.append((f"one baseline run, {horizon} months", median_seconds(lambda s: _run(horizon, s))))
+        rows.append((f"one baseline run, {horizon} months", median_seconds(lambda s, h=horizon: _run(h, s))))
+    write_figures(OUT, "Benchmark figures", ("benchmark", "median seconds"),
+                  [(name, f"{seconds:.3f}") for name, seconds in rows])
+
+
+def write_figures(out: Path, title: str, header: tuple[str, str], rows: list[tuple[str, str]],
+                  notes: tuple[str, ...] = ()) -> None:
+    """Print a markdown table of benchmark figures with the machine they ran on and write
+    it to ``out`` under ``title`` (and the script that wrote it)."""
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
         "",
-        "| benchmark | median seconds |",
+        *(line for note in notes for line in (note, "")),
+        f"| {header[0]} | {header[1]} |",
         "|---|---|",
-        *(f"| {name} | {seconds:.3f} |" for name, seconds in rows),
+        *(f"| {name} | {value} |" for name, value in rows),
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    OUT.write_text("# Benchmark figures (written by benchmarks/run_benchmarks.py)\n\n" + text)
-
+    script = Path(sys.argv[0]).name
+    out.write_text(f"# {title} (written by benchmarks/{script})\n\n" + text)
 
 if __name__ == "__main__":
     main()
