@@ -100,8 +100,9 @@ class Bids:
 
     def want(self, price: np.ndarray) -> np.ndarray:
         """t buyers want at ``price`` [P, Z] USD/kg, up to the choke price (0 above it)."""
-        wanted = self.quantity * (price / self.planning) ** self.elasticity
-        return np.where(price <= self.choke_price * (1 + 1e-12), wanted, 0.0)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            wanted = self.quantity * (price / self.planning) ** self.elasticity
+        return np.where((self.quantity > 0) & (price <= self.choke_price * (1 + 1e-12)), wanted, 0.0)
 
     @property
     def choke_price(self) -> np.ndarray:

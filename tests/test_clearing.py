@@ -319,3 +319,12 @@ def test_the_same_inputs_give_bit_identical_results():
     first, second = settle(offers, bids, links, months=3), settle(offers, bids, links, months=3)
     for name in ("flow", "price", "sold", "bought", "unserved", "border_price"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
+
+
+def test_a_zone_without_buyers_has_no_undefined_want_at_an_extreme_price():
+    # 0 * inf: a steep bid curve far below its planning price, with nobody bidding
+    offers, bids, links = one_product([10.0], [0.0], cost=0.0, planning=1e5, expected=1e5, elasticity=-30.0)
+    result = clear(offers, bids, links)
+    for value in (result.price, result.sold, result.bought, result.unserved):
+        assert np.isfinite(value).all()
+    assert result.bought[0, 0] == 0
