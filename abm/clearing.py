@@ -37,8 +37,9 @@ after a shock prices jump to where supply meets demand instead of climbing at a 
 destinations buy through a second hub, supplied by every zone but the banned origins.
 Traders in open zones re-export to it what they bought at the world hub, paying a
 second shipment, so the restricted hub's price ``w_r`` lies between ``w`` and
-``w * s**2 * (1 + tax)``: ``p_US <= p_EU * (1 + tau)`` holds through the ban. Several
-banned origin-destination sets in one product are merged into one (the union of banned
+``w * s**2 * (1 + tax)``: a banned destination pays at most an open zone's price times
+``1 + tau`` (a US price at most the EU's) through the ban. Several banned
+origin-destination sets in one product are merged into one (the union of banned
 origins for the union of destinations), the conservative reading. Zones under an
 export cap do not re-export.
 
@@ -58,7 +59,6 @@ _LN_FLOOR = float(np.log(PRICE_FLOOR))
 _HEADROOM = 1.0  # log price above the highest choke price that brackets every root
 _TOLERANCE = 3e-12  # width of a root's bracket in log price
 _MAX_ITERATIONS = 200  # a bracket narrows at least by half every 4th iteration: never reached
-_TINY = 1e-300
 _STEP = 1e-12  # log price either side of a step of the curves where a root is looked for
 
 
@@ -217,8 +217,7 @@ def _stepped_root(f, many, lo: np.ndarray, hi: np.ndarray, steps: np.ndarray, sc
     points = np.sort(np.minimum(np.maximum(points, lo[..., None]), hi[..., None]), axis=-1)
     values = many(points)
     last = points.shape[-1] - 1
-    first = np.minimum(np.argmax(values <= 0, axis=-1), last)
-    first = np.where((values <= 0).any(axis=-1), first, last)
+    first = np.where((values <= 0).any(axis=-1), np.argmax(values <= 0, axis=-1), last)
     before = np.maximum(first - 1, 0)
 
     def take(a, i):
@@ -279,7 +278,6 @@ class _Access:
 
     buy_shift: np.ndarray  # ln s: a zone's buying price is its hub's price + buy_shift
     sell_shift: np.ndarray  # ln s + ln(1 + tax): its netback is its hub's price - sell_shift
-    can_buy: np.ndarray
     can_sell: np.ndarray
     export_cap: np.ndarray
     restricted: np.ndarray  # [P, Z] the zone buys through the restricted hub
@@ -303,9 +301,8 @@ def _access(links: Links, offers: Offers) -> _Access:
     supplies = ~banned_origin & ~restricted
     relays = supplies & ~np.isfinite(cap)  # zones under an export cap do not re-export
     relay = np.where(relays, 2 * half + np.log1p(links.export_tax), np.inf).min(axis=1, keepdims=True)
-    # Without a zone to supply it, the restricted hub clears on its own zones' curves.
     return _Access(
-        buy_shift=half, sell_shift=sell, can_buy=np.ones_like(restricted), can_sell=cap > 0, export_cap=cap,
+        buy_shift=half, sell_shift=sell, can_sell=cap > 0, export_cap=cap,
         restricted=restricted, supplies_restricted=supplies, relays=relays, relay_shift=relay,
     )
 
@@ -332,7 +329,7 @@ def _positions(c: _Curves, a: _Access, y_world: np.ndarray, y_restricted: np.nda
     selling = np.where(a.can_sell & (d_sell < 0), np.maximum(d_sell, -a.export_cap), 0.0)
     # A zone whose netback passes its buying price (a supplier of the restricted hub that
     # may not re-export) sells what it has there and buys nothing.
-    net = np.where(a.can_buy & (d_buy > 0) & (netback <= buy + _STEP), d_buy, selling)
+    net = np.where((d_buy > 0) & (netback <= buy + _STEP), d_buy, selling)
     return net, buy, netback
 
 
@@ -357,7 +354,7 @@ def _restricted_price(c, a, y_world, any_restricted):
     top = c.y_choke.max(axis=1) + _HEADROOM
     alone = ~np.isfinite(a.relay_shift[:, 0])
     lo = y_world[:, 0]  # below it the restricted zones' surplus goes to the world hub
-    hi = np.where(alone, np.maximum(top, y_world[:, 0]), (y_world + np.where(alone, 0.0, a.relay_shift))[:, 0])
+    hi = np.where(alone, np.maximum(top, y_world[:, 0]), (y_world + a.relay_shift)[:, 0])
     lo, hi, _, _ = _root(balance, lo, hi)
     return np.where(any_restricted, hi, y_world[:, 0])[:, None]
 
@@ -365,7 +362,7 @@ def _restricted_price(c, a, y_world, any_restricted):
 def _world_price(c: _Curves, a: _Access, start: np.ndarray):
     """Bracket [P] of the world hub's log price where the world's net imports are 0."""
     any_restricted = a.restricted.any(axis=1)
-    top = (c.y_choke.max(axis=1) + _HEADROOM)
+    top = c.y_choke.max(axis=1) + _HEADROOM
     floor = np.full(top.shape, _LN_FLOOR)
 
     def world(y):
@@ -412,7 +409,7 @@ def _split(net_lo, net_hi, f_lo, f_hi):
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(f_lo > f_hi, f_lo / (f_lo - f_hi), 0.0)
     net = net_lo + theta[:, None] * (net_hi - net_lo)
-    return net - np.where(net != 0, net, 0.0).sum(axis=1, keepdims=True) * _share_of(net)
+    return net - net.sum(axis=1, keepdims=True) * _share_of(net)
 
 
 def _share_of(net):
@@ -432,7 +429,7 @@ def _clear_zones(c: _Curves, a: _Access, net, buy, netback, empty):
     top = c.y_choke.max(axis=1, keepdims=True) + _HEADROOM
     capped = a.can_sell & (net <= -a.export_cap * (1 - 1e-12)) & np.isfinite(a.export_cap)
     lower = np.where(a.can_sell & ~capped, netback, _LN_FLOOR)
-    upper = np.where(capped, netback, np.where(a.can_buy, buy, top))
+    upper = np.where(capped, netback, buy)
     upper = np.maximum(upper, lower)
     # A position split along a hub's step may lie just outside the zone's bounds: its own
     # curves then price it.
@@ -514,7 +511,8 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
     """Clear one month of every product in every zone: zone prices and inter-zone flows.
 
     Finds the world hub's price (and the restricted hub's, under a ban) at which the
-    zones' net imports sum to zero, by bracketing from last month's (``previous``);
+    zones' net imports sum to zero (from the curves' steps; ``previous``, last month's
+    clearing, is the start only for the nested search of a month with a ban);
     then clears every zone at its net imports. Shapes: see ``Offers``, ``Bids``,
     ``Links``; quantities t/month, prices USD/kg. Deterministic: the same inputs give
     bit-identical outputs.
