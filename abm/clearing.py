@@ -281,6 +281,7 @@ class _Access:
     can_sell: np.ndarray
     export_cap: np.ndarray
     restricted: np.ndarray  # [P, Z] the zone buys through the restricted hub
+    banned_origin: np.ndarray  # [P, Z] the zone may not ship to some zone: it sells only to the world hub
     supplies_restricted: np.ndarray  # [P, Z] the zone may sell to the restricted hub
     relays: np.ndarray  # [P, Z] the zone may re-export to it what it bought at the world hub
     relay_shift: np.ndarray  # [P, 1] the restricted hub's price is at most the world's + this
@@ -303,7 +304,8 @@ def _access(links: Links, offers: Offers) -> _Access:
     relay = np.where(relays, 2 * half + np.log1p(links.export_tax), np.inf).min(axis=1, keepdims=True)
     return _Access(
         buy_shift=half, sell_shift=sell, can_sell=cap > 0, export_cap=cap,
-        restricted=restricted, supplies_restricted=supplies, relays=relays, relay_shift=relay,
+        restricted=restricted, banned_origin=banned_origin, supplies_restricted=supplies, relays=relays,
+        relay_shift=relay,
     )
 
 
@@ -323,20 +325,22 @@ def _positions(c: _Curves, a: _Access, y_world: np.ndarray, y_restricted: np.nda
     returns the buying and netback log prices.
     """
     buy = np.where(a.restricted, y_restricted, y_world) + a.buy_shift
-    best = np.where(a.supplies_restricted | a.restricted, y_restricted, y_world)  # y_restricted >= y_world
+    # y_restricted >= y_world; a banned origin sells only to the world hub, even from a restricted zone
+    best = np.where((a.supplies_restricted | a.restricted) & ~a.banned_origin, y_restricted, y_world)
     netback = best - a.sell_shift
     d_buy, d_sell = c.excess(buy), c.excess(netback)
-    selling = np.where(a.can_sell & (d_sell < 0), np.maximum(d_sell, -a.export_cap), 0.0)
+    selling = a.can_sell & (d_sell < 0)
     # A zone whose netback passes its buying price (a supplier of the restricted hub that
-    # may not re-export) sells what it has there and buys nothing.
-    net = np.where((d_buy > 0) & (netback <= buy + _STEP), d_buy, selling)
+    # may not re-export) sells there what it has to spare; one with nothing to spare
+    # there buys at its buying price what its own buyers want.
+    net = np.where(selling, np.maximum(d_sell, -a.export_cap), np.maximum(d_buy, 0.0))
     return net, buy, netback
 
 
 def _restricted_balance(c, a, y_world, y_restricted):
     """[P] net imports of the restricted hub's zones less what its suppliers export to it."""
     net = _positions(c, a, y_world, y_restricted)[0]
-    own = np.where(a.restricted, net, 0.0).sum(axis=1)
+    own = np.where(a.restricted & ~(a.banned_origin & (net < 0)), net, 0.0).sum(axis=1)
     supplied = np.where(a.supplies_restricted, np.minimum(net, 0.0), 0.0).sum(axis=1)
     return own + supplied
 
@@ -409,11 +413,15 @@ def _split(net_lo, net_hi, f_lo, f_hi):
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(f_lo > f_hi, f_lo / (f_lo - f_hi), 0.0)
     net = net_lo + theta[:, None] * (net_hi - net_lo)
-    return net - net.sum(axis=1, keepdims=True) * _share_of(net)
+    residual = net.sum(axis=1, keepdims=True)
+    return net - residual * _share_of(np.where((net < 0) == (residual < 0), net, 0.0))
 
 
 def _share_of(net):
-    """Each zone's share of the product's absolute positions: where rounding residue goes."""
+    """Each zone's share of the product's absolute positions ``net`` [P, Z]: where a
+    residue goes. ``_split`` gives an excess of exports (a glut even at the price floor)
+    back to the exporters and a shortfall of exports to the importers, so no zone gets
+    more than it wants."""
     total = np.abs(net).sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, np.abs(net) / np.where(total > 0, total, 1.0), 0.0)
@@ -479,7 +487,7 @@ def _flows(a: _Access, net: np.ndarray) -> np.ndarray:
     r_imports = np.where(a.restricted, imports, 0.0)
     need = r_imports.sum(axis=1)
     direct = np.zeros_like(net)
-    for sellers in (a.restricted, a.supplies_restricted):
+    for sellers in (a.restricted & ~a.banned_origin, a.supplies_restricted):
         offered = np.where(sellers, exports, 0.0)
         total = offered.sum(axis=1)
         take = np.minimum(need, total)

@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ScenarioError(
             "--out" if args.out else args.scenario, "out", str(out), f"a folder to write into ({blocked} is a file)"
         )
-    result = run_scenario(scenario, seed=args.seed)
+    result = run_scenario(scenario, seed=args.seed, products=True)
     for path in write_run(result, out):
         print(path)
     return 0
@@ -102,7 +102,13 @@ def _check_flags(args: argparse.Namespace) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ree", description="Rare earth supply chain agent-based model.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run one scenario and write its series, metrics and figures")
+    run = commands.add_parser(
+        "run", help="run one scenario and write its series, import dependency, metrics and figures",
+        description="Run one scenario and write into the output folder: series.parquet and series.csv "
+        "(per element), product_series.parquet (per product: price, production, shortfall, trade flows, "
+        "origin shares), import_dependency.csv (each region's supply by origin per stage), metrics.json, "
+        "prices.png, supply_by_origin.png and shortfall.png.",
+    )
     run.add_argument("scenario", help="scenario TOML file, e.g. experiments/baseline.toml")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--out", help="output folder (default results/runs/<scenario name>/)")

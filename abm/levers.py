@@ -214,7 +214,7 @@ def capped_shares(shares: np.ndarray, cap: float) -> np.ndarray:
             break
         excess = float((shares[over] - cap).sum())
         shares[over] = cap
-        room = (~over) & (shares < cap - 1e-12)
+        room = (~over) & (shares > 0) & (shares < cap - 1e-12)  # an origin with no share takes none
         if not room.any():
             break
         shares[room] += excess * shares[room] / shares[room].sum()

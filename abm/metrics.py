@@ -116,12 +116,14 @@ def paired_relative_gain(
 
 # ------------------------------------------------------------------ the catalogue of run metrics
 # Every metric a run reports (``abm.run.run_metrics``) is named by one grammar:
-#     <quantity>_<unit>[_<element or lever>]
-# with the unit token from UNITS. The catalogue below is the only place a metric is named:
+#     <quantity>_<unit>[_<element, stage or lever>]
+# with the unit token from UNITS and the suffix an element (Nd ...), a stage of the chain
+# (from STAGES) or a policy lever. The catalogue below is the only place a metric is named:
 # run_metrics, abm.outcome_names(), the EMA outcome declarations and the report's labels
 # all derive from it.
 UNITS: dict[str, str] = {
     "t": "tonnes of rare earth oxide",
+    "tproduct": "tonnes of product as sold (t of magnets, of oxide ...), not of its oxide content",
     "usd": "US dollars",
     "months": "months",
     "fraction": "a share, 0-1 (volatility: per year)",
@@ -130,16 +132,19 @@ UNITS: dict[str, str] = {
     "count": "a number of suppliers (fractional: an effective number)",
     "flag": "1 for yes, 0 for no",
 }
-# What a suffix names: one value per element (Nd, Pr ...) or per policy lever.
-PER = ("element", "lever")
+# What a suffix names: one value per element (Nd, Pr ...), per stage or per policy lever.
+PER = ("element", "stage", "lever")
+# The stages a per-stage metric comes for, in chain order: what importers' buyers buy
+# (concentrate goes to the few separation plants, so it has no per-stage metric).
+STAGES = ("oxide", "metal", "magnet")
 
 
 @dataclass(frozen=True)
 class Metric:
     """One entry of the catalogue: ``quantity`` and ``unit`` make the name; ``per`` says
-    whether it comes per element or per lever (a suffix), ``total`` that it also comes
-    without a suffix (over all elements, weighted by their 2024 value, or all levers);
-    ``label`` is what a table header shows."""
+    whether it comes per element, per stage (of STAGES) or per lever (a suffix), ``total``
+    that it also comes without a suffix (over all elements, weighted by their 2024 value,
+    or all levers); ``label`` is what a table header shows."""
 
     quantity: str
     unit: str
@@ -158,7 +163,7 @@ class Metric:
         return f"{self.quantity}_{self.unit}"
 
     def name(self, suffix: str = "") -> str:
-        """The metric's name for one element or lever (``suffix``), or its total (blank)."""
+        """The metric's name for one element, stage or lever (``suffix``), or its total (blank)."""
         return f"{self.base}_{suffix}" if suffix else self.base
 
 
@@ -176,6 +181,12 @@ _CATALOGUE = (
            "cumulative unmet demand of importers outside the dominant exporter", "element"),
     Metric("shortfall_outside_exporter", "fraction", "shortfall share outside exporter",
            "share of the demand outside the dominant exporter left unmet over the run", "element", False),
+    Metric("magnet_user_shortfall_outside_exporter", "tproduct", "magnet users' shortfall outside exporter",
+           "cumulative t of magnets that magnet users (EVs, wind, electronics ...) outside the dominant exporter "
+           "needed and did not get, months 1 to the horizon"),
+    Metric("other_end_use_shortfall_outside_exporter", "tproduct", "other end uses' shortfall outside exporter",
+           "cumulative t of oxide that the other end uses (catalysts, glass, alloys ...) outside the dominant "
+           "exporter needed and did not get, months 1 to the horizon"),
     Metric("shortfall_depth", "fraction", "shortfall depth",
            "deepest monthly loss of service outside the exporter (total: value-weighted)", "element"),
     Metric("resilience_loss", "months", "resilience loss",
@@ -191,6 +202,12 @@ _CATALOGUE = (
            "element", False),
     Metric("supply_from_exporter", "fraction", "supply from exporter",
            "share of the supply to importers outside the exporter that came from the exporter", "element", False),
+    Metric("supply_made_in_exporter", "fraction", "supply made in exporter",
+           "share of the t of a stage's products that the buyers (plants and end users) of the importing regions "
+           "outside the dominant exporter received over the run that was made in the exporter, re-exports traced "
+           "to their maker; months, products and regions weighted by what each region received "
+           "(abm.run.received_by_origin); receipts of untraced origin count in the total; NaN when "
+           "they received none", "stage", False),
     Metric("unserved_value", "usd", "unserved value", "value at 2024 prices of the shortfall outside the exporter"),
     Metric("mean_tension", "index", "mean tension", "mean bilateral tension over pairs and months"),
     Metric("policy_cost", "usd", "policy cost", "what the policy levers cost over the run (per lever: that lever)",
@@ -201,8 +218,10 @@ METRICS: dict[str, Metric] = {metric.base: metric for metric in _CATALOGUE}
 
 def metric_names(elements: tuple[str, ...], levers: tuple[str, ...]) -> list[str]:
     """Every metric a run with these elements and levers reports, in a stable order: the
-    per-element metrics element by element, then each total followed by its per-lever values."""
+    per-element metrics element by element, the per-stage metrics stage by stage (STAGES),
+    then each total followed by its per-lever values."""
     names = [m.name(e) for e in elements for m in METRICS.values() if m.per == "element"]
+    names += [m.name(s) for s in STAGES for m in METRICS.values() if m.per == "stage"]
     for metric in METRICS.values():
         if metric.total:
             names.append(metric.name())
@@ -212,7 +231,7 @@ def metric_names(elements: tuple[str, ...], levers: tuple[str, ...]) -> list[str
 
 
 def parse_metric(name: str) -> tuple[Metric, str]:
-    """The catalogue entry of a metric name and its suffix (element, lever or blank);
+    """The catalogue entry of a metric name and its suffix (element, stage, lever or blank);
     KeyError for a name outside the catalogue."""
     for base in sorted(METRICS, key=len, reverse=True):  # the longest base that matches
         if name == base or name.startswith(f"{base}_"):

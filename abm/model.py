@@ -1,32 +1,52 @@
 """RareEarthModel: the global rare earth supply chain under trade policy, month by month.
 
-Builds exporting nations, refiners, importers, recyclers and strategic stockpiles from
-the 2024 calibration (``abm/data``) and a scenario, and steps them in the order of
-docs/ODD.md §3: policy, production, concentrate trade, separation, recycling,
-stockpile decisions, purchase plans, market clearing, investment, accounts, data
-collection.
+Builds exporting nations (mines and export rules), the processing plants of every stage
+(separation, metal making, magnet making: ``abm.agents.converter``), the end users that
+buy magnets or oxides where they are (``abm.agents.end_user``), recyclers and strategic
+stockpiles from the calibration (``abm/data``) and a scenario, and steps them in the
+order of docs/ODD.md §3: export rules, mining, conversion, recycling, stockpile
+decisions, purchase plans, clearing of every product's market at once
+(``abm.clearing``), investment, accounts, data collection.
+
+Shapes use E elements, P products (``products``), R regions, X exporting nations,
+K plants, B end users. Quantities are t per month (t of product; element records t of
+the element's oxide), prices USD/kg.
 """
 
+import dataclasses
 from pathlib import Path
 
 import mesa
 import numpy as np
 from mesa.experimental.scenarios import Scenario as MesaScenario
 
-from abm.agents import ExportingNation, Importer, Recycler, Refiner, StrategicStockpile
+from abm.agents import Converter, EndUser, ExportingNation, Recycler, StrategicStockpile
+from abm.agents.converter import MAGNET, SEPARATION, STAGES, Converters, Plant
+from abm.agents.end_user import EndUsers, Substitutes
+from abm.chain import BaseYear, base_year, build_chain
+from abm.clearing import Bids, Clearing, Links, Offers, clear
 from abm.data import Calibration, load_calibration, month_index
+from abm.data.chain import SupplyChain, load_supply_chain
 from abm.levers import capped_shares
-from abm.market import clear_markets, price_areas, prorata_fill, update_prices
 from abm.policy import evolve_tension, export_rules
 from abm.programmes import Programmes
 from abm.scenario import KEYWORD_PATHS, Scenario, load_scenario, setting_value
+from abm.trade import (
+    TAXED_STAGES, deliver_contracts, element_reach, product_rules, prorata_fill, provenance,
+)
 
 # The world market in the tidy output: importers outside the dominant exporter.
 WORLD = "world"
 # Region label of a world total (recycled, consumed, losses, stocks).
 ALL = "all"
+# Months the market runs at base-year conditions before month 0, so that month 0 starts
+# from settled trade routes, prices and export records (the quota reference).
+SPIN_UP_MONTHS = 12
+# Buyers whose output no longer pays for an input bid at most this share of its price.
+MIN_CHOKE = 1e-3
 
-# What DataCollector records each step: model attributes, each an array with fixed labels.
+# What DataCollector records each step: model attributes, each an array with fixed
+# labels. Element records are [E, K] (t of each element's oxide, in every product).
 RECORDED = (
     "price", "demand", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
     "supply_by_origin", "mined", "exports", "unofficial_exports", "spend", "policy_cost",
@@ -34,33 +54,38 @@ RECORDED = (
 )
 # Recorded arrays without an element axis.
 WITHOUT_ELEMENT = ("tension", "policy_cost")
+# Product records, [P, R] (or [P, R, R] for flows), labelled by ``abm.run.tidy_product_series``.
+PRODUCT_RECORDED = (
+    "product_price", "production", "product_received", "product_shortfall", "product_unserved", "product_flow",
+    "product_origin",
+)
 
 
 def _nation_exports(nation: ExportingNation) -> np.ndarray:
-    """[E] t a nation exported this month through customs (the model's ``exports`` column)."""
+    """[E] t of each element a nation exported this month through customs (all products)."""
     return nation.model.exports[:, nation.model.exporters.index(nation.code)]
 
 
 # Per-agent records, kept only with ``record_agents=True`` (Mesa agent-type reporters).
-# Flows are t REO per month, stocks t REO, spend USD per month; each is an [E] array
-# (elements in ``model.elements``) except a refiner's separation capacity (t REO per
-# month, all elements). Names never clash with RECORDED: mesa.batch_run puts a model's and
-# an agent's values in one row.
+# Element arrays are [E] t (flows per month), product arrays [P] t, a plant's capacity
+# t per month. Names never clash with RECORDED: mesa.batch_run puts a model's and an
+# agent's values in one row.
 AGENT_LABELS = ("agent_type", "region", "sector")
 AGENT_REPORTERS: dict[type, dict[str, object]] = {
-    ExportingNation: {
-        "mined_t": "mined", "exports_t": _nation_exports, "concentrate_stock_t": "concentrate",
+    ExportingNation: {"mined_t": "mined", "exports_t": _nation_exports},
+    Converter: {
+        "capacity_t": "capacity", "input_stock_t": "inputs", "output_stock_t": "outputs",
+        "produced_t": "produced", "sold_t": "sold",
     },
-    Refiner: {
-        "separation_capacity_t": "capacity", "feed_stock_t": "feed", "oxide_stock_t": "oxide", "sold_t": "sold",
-    },
-    Importer: {
+    EndUser: {
         "need_t": "need", "received_t": "received", "shortfall_t": "shortfall", "stock_t": "stock",
         "spend_usd": "spend",
     },
     Recycler: {"recycled_t": "recycled", "scrap_pool_t": "scrap_pool", "sold_t": "sold"},
     StrategicStockpile: {"reserve_t": "reserve", "bought_t": "bought", "sold_t": "sold"},
 }
+# Agent types whose array records have a product axis (the others an element axis or none).
+PRODUCT_AGENTS = (Converter, EndUser)
 
 
 def _agent_reporters() -> dict[type, dict[str, object]]:
@@ -69,8 +94,9 @@ def _agent_reporters() -> dict[type, dict[str, object]]:
         "agent_type": lambda agent: type(agent).__name__,
         "region": lambda agent: agent.model.regions[agent.region_index],
     }
+    sector = {EndUser: "sector", Converter: "stage"}
     return {
-        kind: {**labels, **({"sector": "sector"} if kind is Importer else {}), **reporters}
+        kind: {**labels, **({"sector": sector[kind]} if kind in sector else {}), **reporters}
         for kind, reporters in AGENT_REPORTERS.items()
     }
 
@@ -85,7 +111,8 @@ def resolve_scenario(scenario: Scenario | str | Path | None) -> Scenario:
 
 
 class RareEarthModel(mesa.Model):
-    """Monthly agent-based model of rare earth mining, separation, trade and use.
+    """Monthly agent-based model of rare earth mining, separation, metal and magnet
+    making, trade and use.
 
     Every keyword is plain, so ``mesa.batch_run`` and SolaraViz can build it: ``rng``
     (seed), ``scenario`` (path or Scenario), overrides of the scenario's shock
@@ -148,9 +175,14 @@ class RareEarthModel(mesa.Model):
         self.spec = spec
         self.record_agents = record_agents
         calibration = load_calibration(self.spec.base_year)
+        data = load_supply_chain(self.spec.base_year)
+        self.chain = build_chain(data, calibration)
         self.elements = calibration.elements
         self.regions = calibration.regions
-        self.reference_price = calibration.reference_price
+        self.products = self.chain.products
+        self.product_stage = data.stage
+        self.reference_price = calibration.reference_price  # [E] USD/kg of oxide
+        self.product_reference = self.chain.reference_price  # [P] USD/kg
         self.deposits = calibration.deposits
         self.tension_pairs = self.spec.tension.pairs
         self.month = 0
@@ -158,445 +190,689 @@ class RareEarthModel(mesa.Model):
         # Levers draw from their own stream, seeded by one draw that every run makes, so
         # switching a lever never shifts the random numbers of the rest of the model.
         self.programmes = Programmes(self.spec, np.random.default_rng(self.rng.integers(2**63)))
+        self._reach = element_reach(self.chain)
+        self._taxed = np.isin(np.array(data.stage), TAXED_STAGES)
+        self._oxides = self.chain.stage_index("oxide")
+        self._concentrates = self.chain.stage_index("concentrate")
+        self._magnets = self.chain.stage_index("magnet")
+        self._made_products = np.concatenate([self.chain.stage_index("metal"), self._magnets])
+        base = base_year(calibration, self.chain, self.market.separation_yield, self.market.swarf_recovery)
         self.base_price = self._base_price()
-        self._build_agents(calibration)
+        self._build_nations(calibration)
+        self._build_plants(calibration, data, base)
+        self._build_end_users(calibration, data, base)
+        self._build_recyclers()
+        self._build_stockpiles()
         self._init_state()
+        self._spin_up()
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: name for name in RECORDED},
+            model_reporters={name: name for name in RECORDED + PRODUCT_RECORDED},
             agenttype_reporters=_agent_reporters() if record_agents else None,
         )
         self.datacollector.collect(self)
 
     # ----------------------------------------------------------------- set-up
     def _base_price(self) -> np.ndarray:
-        """[E, R] month-0 prices: the reference (export) price everywhere, except inside
-        an exporter that taxes its exports from month 0, where sellers net the tax: the
-        pre-2010 gap between China's domestic and FOB prices is there from the start, not
-        added on top of FOB prices that already carry it."""
-        spec = self.spec
-        rules = export_rules(
-            spec, 0, np.full(len(spec.tension.pairs), spec.tension.mean), self.regions, self.elements, self.deposits,
-        )
-        return self.reference_price[:, None] / (1.0 + rules.export_tax.T)
+        """[P, R] prices before the spin-up: the reference everywhere, except inside an
+        exporter that taxes its exports from month 0, where sellers net the tax."""
+        _, rules = self._product_rules(0, np.full(len(self.spec.tension.pairs), self.spec.tension.mean))
+        return self.product_reference[:, None] / (1.0 + rules.export_tax.T)
 
-    def _build_agents(self, calibration: Calibration) -> None:  # noqa: C901 - replaced by the stage graph of supply chain v2
-        n_elements, n_regions = len(self.elements), len(self.regions)
+    def _product_rules(self, month: int, tension: np.ndarray, guaranteed_share: float = 0.0) -> tuple:
+        """This month's export rules, per element (``ExportRules``) and per product (``ProductRules``)."""
+        rules = export_rules(self.spec, month, tension, self.regions, self.elements, self.deposits,
+                             guaranteed_share=guaranteed_share)
+        return rules, product_rules(rules, self._reach, self._taxed)
+
+    def _build_nations(self, calibration: Calibration) -> None:
+        """Every region that mines or separates, with its mines, their projects and a
+        domestic-mining lever's mines; its export records start empty (the spin-up fills them)."""
         index = {r: i for i, r in enumerate(self.regions)}
-        spec, market = self.spec, self.market
-
+        spec = self.spec
         mines: dict[str, np.ndarray] = {}
         for nation, deposit, capacity in calibration.mines:
             mines.setdefault(nation, np.zeros(len(self.deposits)))
             mines[nation][self.deposits.index(deposit)] += capacity
-        world_supply = sum(c @ calibration.basket for c in mines.values()) * market.separation_yield  # [E] t / yr
-        # The base year is taken as balanced: demand[r, s, e] t / month.
-        demand = np.einsum("e,es,sr->rse", world_supply, calibration.sector_share, calibration.region_share) / 12.0
-
-        separation = np.zeros(n_regions)
-        for nation, capacity, _ in calibration.refiners:
-            separation[index[nation]] += capacity
-        # Sellers start at their target cover, and contracts are spread over origins,
-        # both in proportion to separation capacity.
-        separation_share = separation / separation.sum()
-        world_need = demand.sum(axis=(0, 1))  # [E]
-        for nation, capacity, feed in calibration.refiners:
-            Refiner(
-                self, nation, index[nation], capacity / 12.0, index[feed],
-                oxide=market.target_cover_months * world_need * separation_share[index[nation]],
-            )
-        if spec.refining.tonnes_per_year > 0:
-            plant = Refiner(self, spec.refining.region, index[spec.refining.region], 0.0,
-                            index[spec.refining.region], oxide=np.zeros(n_elements))
-            plant.plan(spec.refining.tonnes_per_year / 12.0, self.programmes.refinery_online, spec.refining.ramp_months)
-        # Capacity history brought online after the base year (a base year's projects.csv).
-        for project in calibration.projects:
-            if project.kind == "refinery":
-                plant = Refiner(self, project.nation, index[project.nation], 0.0, index[project.target],
-                                oxide=np.zeros(n_elements))
-                plant.plan(project.capacity_t_per_year / 12.0, month_index(project.online, self.spec.start_year), project.ramp_months)
-
-        # Every region that mines or separates can restrict its exports. Its reference
-        # exports start at its base-year oxide surplus: output in proportion to separation
-        # capacity (as the refiners' stocks above) less its own demand.
-        domestic_need = demand.sum(axis=1)  # [R, E]
-        surplus = separation_share[:, None] * world_supply[None, :] / 12.0 - domestic_need
         producers = set(calibration.producers)
         if spec.domestic_mining.tonnes_per_year > 0:
             producers.add(spec.domestic_mining.region)
+        reo = self.chain.content.sum(axis=1)
         for nation in sorted(producers, key=index.get):
-            i = index[nation]
             built = ExportingNation(
-                self, nation, i, mines.get(nation, np.zeros(len(self.deposits))) / 12.0,
-                calibration.basket, self.base_price[:, i], reference_exports=np.maximum(surplus[i], 0.0),
+                self, nation, index[nation], mines.get(nation, np.zeros(len(self.deposits))) / 12.0,
+                calibration.basket, self.reference_price, np.zeros(len(self.products)), reo,
             )
             for project in calibration.projects:
                 if project.kind == "mine" and project.nation == nation:
                     built.plan(self.deposits.index(project.target), project.capacity_t_per_year / 12.0,
-                               month_index(project.online, self.spec.start_year), project.ramp_months)
-            new_mines = spec.domestic_mining
-            if new_mines.tonnes_per_year > 0 and nation == new_mines.region:
-                built.plan(self.deposits.index(new_mines.deposit), new_mines.tonnes_per_year / 12.0,
-                           self.programmes.mine_online, new_mines.ramp_months)
+                               month_index(project.online, spec.start_year), project.ramp_months)
+            lever = spec.domestic_mining
+            if lever.tonnes_per_year > 0 and nation == lever.region:
+                built.plan(self.deposits.index(lever.deposit), lever.tonnes_per_year / 12.0,
+                           self.programmes.mine_online, lever.ramp_months)
+        self.nations = self.agents_by_type[ExportingNation]
 
-        lifetimes = np.rint(calibration.product_lifetime_years * 12).astype(int)
-        contract_start = self.rng.integers(0, spec.contracts.months, size=demand.shape[:2])
-        for r, region in enumerate(self.regions):
-            for s, sector in enumerate(calibration.sectors):
-                if demand[r, s].sum() <= 0:
-                    continue
-                origin, partner_share, diversified_share = self._contract_origins(region, separation_share)
-                importer = Importer(
-                    self, region, r, sector, demand[r, s], calibration.demand_growth[s],
-                    lifetimes[s], calibration.recyclable_fraction[s], origin,
-                    self.base_price[:, r], market, spec.contracts, int(contract_start[r, s]),
-                )
-                importer.partner_share, importer.diversified_share = partner_share, diversified_share
+    def _feed_shares(self, calibration: Calibration) -> dict[str, np.ndarray]:
+        """[D] share of each deposit's concentrate in the feed of a separation plant that
+        takes its feed first from each nation (refiners.csv ``feed_priority``): the
+        base-year allocation of every nation's concentrate, priority source first, then
+        pro rata (a plant whose source cannot fill it takes what is left anywhere); a
+        plant to be fed by a nation whose mines are all projects (Lynas's Malaysian plant
+        and Mount Weld in 2009) takes those projects' concentrate."""
+        nations = sorted({n for n, _, _ in calibration.mines})
+        supply = np.zeros((len(nations), len(self.deposits)))
+        for nation, deposit, capacity in calibration.mines:
+            supply[nations.index(nation), self.deposits.index(deposit)] += capacity
+        refiners = calibration.refiners
+        wanted = np.array([capacity for _, capacity, _ in refiners])
+        priority = np.array([[feed == n for n in nations] for _, _, feed in refiners]).T  # [N, refiners]
+        total = supply.sum(axis=1)
+        first = prorata_fill(total, wanted, np.where(priority, np.inf, 0.0))
+        second = prorata_fill(total - first.sum(axis=1), wanted - first.sum(axis=0), np.full(priority.shape, np.inf))
+        taken = first + second  # [N, refiners] t REO
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mix = np.where(total[:, None] > 0, supply / total[:, None], 0.0)  # [N, D]
+        feed = taken.T @ mix  # [refiners, D]
+        shares = {}
+        world = supply.sum(axis=0) / supply.sum()
+        for (_, _, source), row in zip(refiners, feed, strict=True):
+            shares[source] = row / row.sum() if row.sum() > 0 else world
+        for nation in nations:
+            shares.setdefault(nation, supply[nations.index(nation)] / total[nations.index(nation)])
+        planned: dict[str, np.ndarray] = {}  # nations whose mines are all projects: their projects' deposits
+        for project in calibration.projects:
+            if project.kind == "mine" and project.nation not in nations:
+                planned.setdefault(project.nation, np.zeros(len(self.deposits)))
+                planned[project.nation][self.deposits.index(project.target)] += project.capacity_t_per_year
+        for nation, capacity in planned.items():
+            shares.setdefault(nation, capacity / capacity.sum())
+        shares.setdefault("world", world)
+        return shares
 
-        importers = list(self.agents_by_type[Importer])
-        programme = spec.recycling
+    def _concentrate_share(self, deposit_share: np.ndarray) -> np.ndarray:
+        share = np.zeros(len(self.products))
+        share[self._concentrates] = deposit_share
+        return share
+
+    def _build_plants(self, calibration: Calibration, data: SupplyChain, base: BaseYear) -> None:
+        """Separation plants (refiners.csv and refinery projects, a refining lever's plant),
+        metal and magnet plants (plants.csv, plant_projects.csv); each existing plant
+        starts producing its stage's base-year output in proportion to its capacity,
+        with expected sales at that rate and its stocks at target cover."""
+        index = {r: i for i, r in enumerate(self.regions)}
+        spec, feeds = self.spec, self._feed_shares(calibration)
+        plants = [
+            Plant(SEPARATION, index[n], capacity / 12.0, self._concentrate_share(feeds[feed]))
+            for n, capacity, feed in calibration.refiners
+        ]
+        for project in calibration.projects:
+            if project.kind == "refinery":
+                feed = feeds.get(project.target, feeds["world"])
+                plants.append(Plant(SEPARATION, index[project.nation], project.capacity_t_per_year / 12.0,
+                                    self._concentrate_share(feed), month_index(project.online, spec.start_year),
+                                    project.ramp_months))
+        if spec.refining.tonnes_per_year > 0:
+            region = spec.refining.region
+            plants.append(Plant(SEPARATION, index[region], spec.refining.tonnes_per_year / 12.0,
+                                self._concentrate_share(feeds.get(region, feeds["world"])),
+                                self.programmes.refinery_online, spec.refining.ramp_months))
+        plants += [Plant(stage, index[n], capacity / 12.0) for stage, n, capacity in data.plants]
+        plants += [
+            Plant(p.stage, index[p.nation], p.capacity_t_per_year / 12.0, None, month_index(p.online, spec.start_year),
+                  p.ramp_months)
+            for p in data.plant_projects
+        ]
+        stage_products = {stage: self.chain.stage_index(stage) for stage in STAGES}
+        converters = Converters(plants, len(self.products), stage_products)
+        self._start_plants(converters, base)
+        self.converters = converters
+        for k in range(len(converters)):
+            Converter(self, converters, k)
+
+    def _start_plants(self, plants: Converters, base: BaseYear) -> None:
+        """Base-year output of each existing plant, in proportion to capacity within its
+        stage; expected sales at that rate; output and input stocks at target cover."""
+        cover = self.market.target_cover_months
+        existing = ~plants.planned
+        for stage in STAGES:
+            here = existing & (plants.stage == stage)
+            share = np.where(here, plants.capacity, 0.0) / max(plants.capacity[here].sum(), 1e-12)
+            products = self.chain.stage_index(stage)
+            rate = np.zeros((len(plants), len(self.products)))
+            rate[:, products] = share[:, None] * base.stage_output[products][None, :] / 12.0
+            plants.sales += rate
+            if stage == SEPARATION:
+                feed = share * base.stage_output[self._concentrates].sum() / 12.0
+                plants.inputs += cover * feed[:, None] * plants.feed_share
+            else:
+                plants.inputs += cover * rate @ self.chain.data.recipe
+        plants.outputs = cover * plants.sales
+
+    def _build_end_users(self, calibration: Calibration, data: SupplyChain, base: BaseYear) -> None:
+        """Magnet users (end use x region) and oxide users (sector x region) with base-year
+        need; a contract book by origin for each product (``_contract_book``)."""
+        rows = []  # region, sector, base need [P] t/month, growth, lifetime months, recyclable, inventory months
+        for u, use in enumerate(data.end_uses):
+            for r in range(len(self.regions)):
+                if base.magnet_use[u, r].sum() > 0:
+                    rows.append((r, use, base.magnet_use[u, r] / 12.0, data.end_use_growth[u],
+                                 data.end_use_lifetime_years[u] * 12, data.end_use_recyclable[u],
+                                 data.end_use_inventory_months[u]))
+        oxide_sectors = [(s, name) for s, name in enumerate(calibration.sectors) if name != "magnets"]
+        for k, (s, sector) in enumerate(oxide_sectors):
+            for r in range(len(self.regions)):
+                use = np.zeros(len(self.products))
+                use[self._oxides] = base.oxide_use[k, r] / 12.0
+                if use.sum() > 0:
+                    rows.append((r, sector, use, calibration.demand_growth[s], calibration.product_lifetime_years[s] * 12,
+                                 calibration.recyclable_fraction[s], self.market.inventory_months))
+        region, sector, need, growth, lifetime, recyclable, inventory = zip(*rows, strict=True)
+        users = EndUsers(
+            np.array(region), tuple(sector), np.array(need), np.array(growth), np.rint(np.array(lifetime)).astype(int),
+            np.array(recyclable), np.array(inventory), self.chain.content,
+            Substitutes.from_content(self.chain.content, self._magnets),
+        )
+        self.end_users = users
+        for b in range(len(users)):
+            EndUser(self, users, b)
+        self._contract_book(users)
+
+    def _origin_shares(self) -> np.ndarray:
+        """[P, R] where each product is made: its stage's capacity share by region
+        (concentrates: mine capacity)."""
+        share = np.zeros((len(self.products), len(self.regions)))
+        plants = self.converters
+        for stage in STAGES:
+            capacity = np.bincount(plants.region[plants.stage == stage], plants.capacity[plants.stage == stage],
+                                   minlength=len(self.regions))
+            share[self.chain.stage_index(stage)] = capacity / max(capacity.sum(), 1e-12)
+        mines = np.zeros((len(self.deposits), len(self.regions)))
+        for nation in self.nations:
+            mines[:, nation.region_index] += nation.mine_capacity
+        share[self._concentrates] = mines / np.maximum(mines.sum(axis=1, keepdims=True), 1e-12)
+        return share
+
+    def _contract_book(self, users: EndUsers) -> None:
+        """Each end user's contract book ``contract_share`` [B, P, R]: the share of its
+        trend need of each product contracted from each origin (where the product is
+        made, capped by the diversification rule, plus partnership offtake on top), with
+        the parts partnerships add and the cap moved (what their premiums are paid on);
+        contracts are signed at staggered months and renewed every ``contracts.months``."""
+        spec = self.spec
+        origin = self._origin_shares()  # [P, R]
+        partners = np.isin(np.array(self.regions), spec.partnership.partners)
+        book = np.zeros((len(users), len(self.products), len(self.regions)))
+        self.partner_share = np.zeros(len(users))
+        self.diversified_share = np.zeros(len(users))
+        for b in range(len(users)):
+            region = self.regions[users.region[b]]
+            shares = spec.contracts.share * origin
+            if spec.contracts.max_origin_share < 1.0 and region in spec.contracts.regions:
+                capped = spec.contracts.share * np.apply_along_axis(capped_shares, 1, origin, spec.contracts.max_origin_share)
+                self.diversified_share[b] = 0.5 * float(np.abs(capped - shares).sum(axis=1).mean())
+                shares = capped
+            offtake = origin * partners[None, :]
+            if spec.partnership.share > 0 and region in spec.partnership.regions and offtake.sum() > 0:
+                self.partner_share[b] = spec.partnership.share
+                total = offtake.sum(axis=1, keepdims=True)
+                shares = shares + spec.partnership.share * np.where(total > 0, offtake / np.maximum(total, 1e-12), 0.0)
+            book[b] = shares
+        self.contract_book = book
+        self.contract_months_left = self.rng.integers(0, spec.contracts.months, size=len(users))
+        self.contract_volume = users.trend_need(0)[:, :, None] * book
+        self.contract_price = self.base_price.T[users.region]
+
+    def _build_recyclers(self) -> None:
+        """A recycler in every region with recyclable end uses or magnet makers (their swarf)."""
+        users, plants = self.end_users, self.converters
+        programme = self.spec.recycling
         for r, region in enumerate(self.regions):
-            sources = [imp for imp in importers if imp.region_index == r and imp.recyclable_fraction > 0]
-            if sources:
+            sources = np.flatnonzero((users.region == r) & (users.recyclable > 0))
+            makers = np.flatnonzero((plants.region == r) & (plants.stage == MAGNET))
+            if len(sources) or len(makers):
                 in_programme = region in programme.regions
                 Recycler(
                     self, region, r, sources,
-                    collection_rate=max(market.collection_rate, programme.rate if in_programme else 0.0),
+                    collection_rate=max(self.market.collection_rate, programme.rate if in_programme else 0.0),
                     subsidy_usd_per_kg=programme.subsidy_usd_per_kg if in_programme else 0.0,
                 )
+        self.recyclers = self.agents_by_type[Recycler]
+
+    def _build_stockpiles(self) -> None:
+        spec = self.spec
+        users = self.end_users
         if spec.stockpile.months > 0:
             for region in spec.stockpile.regions:
-                need = sum((imp.base_need for imp in importers if imp.region == region), np.zeros(n_elements))
+                r = self.regions.index(region)
+                need = users.base_need[users.region == r].sum(axis=0) @ self.chain.content  # [E]
                 if need.sum() > 0:
                     reserve = spec.stockpile.initial_fill * spec.stockpile.months * need
-                    StrategicStockpile(self, region, index[region], reserve, spec.stockpile, self.base_price[:, index[region]])
-
-    def _contract_origins(self, region: str, separation_share: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """A region's contract book as shares of its trend need by origin (they sum to the
-        contracted share), with the part partnerships add and the part the diversification
-        cap moved away from the largest origin (what their premiums are paid on).
-
-        Partnership offtake comes on top of the ordinary book, spread over the partners in
-        proportion to their separation capacity; like every contract it is served before
-        the spot market, pro rata with the other contracts on the same origin."""
-        spec = self.spec
-        origin = spec.contracts.share * separation_share
-        diversified = 0.0
-        if spec.contracts.max_origin_share < 1.0 and region in spec.contracts.regions:
-            capped = spec.contracts.share * capped_shares(separation_share, spec.contracts.max_origin_share)
-            diversified = 0.5 * float(np.abs(capped - origin).sum())
-            origin = capped
-        partners = np.isin(np.array(self.regions), spec.partnership.partners) * separation_share
-        partnership = 0.0
-        if spec.partnership.share > 0 and region in spec.partnership.regions and partners.sum() > 0:
-            partnership = spec.partnership.share
-            origin = origin + partnership * partners / partners.sum()
-        return origin, partnership, diversified
+                    StrategicStockpile(self, region, r, reserve, spec.stockpile, self.reference_price)
+        self.stockpiles = self.agents_by_type.get(StrategicStockpile, [])
 
     def _init_state(self) -> None:
-        n_elements, n_regions = len(self.elements), len(self.regions)
-        self.nations = self.agents_by_type[ExportingNation]
-        self.refiners = self.agents_by_type[Refiner]
-        self.importers = self.agents_by_type[Importer]
-        self.recyclers = self.agents_by_type[Recycler]
-        self.stockpiles = self.agents_by_type.get(StrategicStockpile, [])
-        self._sellers = list(self.refiners) + list(self.recyclers) + list(self.stockpiles)
-        self._importers = list(self.importers)
-        self._buyers = self._importers + list(self.stockpiles)
-        self._buyer_region = np.array([buyer.region_index for buyer in self._buyers])
-        onehot = (self._buyer_region[:, None] == np.arange(n_regions)[None, :]).astype(float)  # [B, R]
-        self._buyer_onehot, self._importer_onehot = onehot, onehot[: len(self._importers)]
-        self.importing_regions = tuple(sorted({imp.region for imp in self._importers}, key=self.regions.index))
+        n_elements, n_regions, n_products = len(self.elements), len(self.regions), len(self.products)
+        users = self.end_users
+        self._user_onehot = (users.region[:, None] == np.arange(n_regions)[None, :]).astype(float)  # [B, R]
+        self._plant_onehot = (self.converters.region[:, None] == np.arange(n_regions)[None, :]).astype(float)  # [K, R]
+        self.importing_regions = tuple(r for i, r in enumerate(self.regions) if (users.region == i).any())
         self._importing_index = [self.regions.index(r) for r in self.importing_regions]
         self.exporters = tuple(n.code for n in self.nations)
-        has_market = {s.region for s in self._sellers} | set(self.importing_regions)
+        has_market = set(self.importing_regions) | {self.regions[r] for r in self.converters.region}
         self.price_zones = tuple(c for c in self.exporters if c in has_market) + (WORLD,)
         importing = np.isin(np.array(self.regions), self.importing_regions)
         self.world_regions = importing & (np.array(self.regions) != self.spec.shock.exporter)
         pairs = self.spec.tension.parsed_pairs
-        self._importer_pair = [
-            next((i for i, (a, x) in enumerate(pairs) if a == imp.region and x == self.spec.shock.exporter), None)
-            for imp in self._importers
-        ]
+        exporter = self.spec.shock.exporter
+        self._user_pair = np.array([
+            next((i for i, (a, x) in enumerate(pairs) if a == self.regions[r] and x == exporter), -1)
+            for r in users.region
+        ])
+        # Working stock starts at its target at the mean tension (``EndUsers.plan``).
+        hoarding = np.where(self._user_pair >= 0, self.market.hoarding_response * self.spec.tension.mean, 0.0)
+        users.stock = users.stock * (1.0 + hoarding)[:, None]
         substitution = self.spec.substitution
-        self._substituting = [
-            imp for imp in self._importers if imp.sector == "magnets" and imp.region in substitution.regions
-        ]
+        self._substituting = np.isin(np.array(self.regions)[users.region], substitution.regions) & np.isin(
+            np.array(users.sector), self.chain.data.end_uses
+        )
         self._substituted_elements = np.isin(self.elements, substitution.elements)
 
-        self.regional_price = self.base_price.copy()  # [E, R]
-        self._previous_position = np.zeros((n_elements, n_regions))
-        for seller in self._sellers:
-            self._previous_position[:, seller.region_index] += seller.oxide
+        self.product_price = self.base_price.copy()  # [P, R] this month's clearing prices
+        self._normal_price = self.base_price.copy()  # [P, R] the price sellers have seen (``_expected_price``)
+        self.trade_price = self.product_price[self._oxides]
+        self._clearing: Clearing | None = None
         self.tension = np.full(len(pairs), self.spec.tension.mean)
-        self._collect_importers()
-        self.price = self._zone_prices()
+        self._rules = self._product_rules(0, self.tension)[1]
+        self._outage = np.zeros((n_regions, len(self.deposits)))
+        self._unofficial = np.zeros((n_products, len(self.exporters)))
+        zeros_p = np.zeros((n_products, n_regions))
+        self.production, self.product_shortfall, self.product_unserved = zeros_p.copy(), zeros_p.copy(), zeros_p.copy()
+        self.product_received = zeros_p.copy()
+        self.product_flow = np.zeros((n_products, n_regions, n_regions))
+        self.product_origin = np.zeros((n_products, n_regions, n_regions))
+        self.cumulative_trade = np.zeros((n_elements, n_regions, n_regions))  # [E, origin, to] t to end users
         self.quota = np.full((n_elements, len(self.exporters)), np.nan)
         self.supply_by_origin = np.zeros((n_elements, n_regions))
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
         self.unofficial_exports = np.zeros((n_elements, len(self.exporters)))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
-        self.cumulative_trade = np.zeros_like(self.trade)  # [E, from, to] t delivered to importers so far
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
-        self.trade_price = self.regional_price.copy()
         self.recycled = np.zeros(n_elements)
         self.consumed = np.zeros(n_elements)
         self.losses = np.zeros(n_elements)
-        self.stocks = self._total_stocks()
+        self._conversion_losses = np.zeros(n_elements)
+        self.oxide_sold = np.zeros((n_elements, n_regions))
+
+    def _spin_up(self) -> None:
+        """Run the market at base-year conditions (month 0's needs, no noise, only the
+        export taxes in force at month 0) so that month 0 starts from settled trade
+        routes and prices, and every exporter's reference exports are its settled
+        exports. Draws no random numbers."""
+        for _ in range(SPIN_UP_MONTHS):
+            self._month(spin_up=True)
+        self._collect()
 
     # ------------------------------------------------------------------- step
     def step(self) -> None:
         """One month, in the order of docs/ODD.md §3 (process overview)."""
-        self._set_export_rules()
-        self._produce()
-        self._trade_concentrate()
-        self.refiners.do("separate", self.market.separation_yield)
-        self.recyclers.do("recycle", self.regional_price, self.reference_price,
-                          self.spec.recycling.collection_cost_ratio)
-        self._stockpile_decisions()
-        self._plan_purchases()
-        self._clear_markets()
-        self._invest()
-        self.programmes.account(self, self.month)
-        self.policy_cost = self.programmes.cost
-        self._record_flows()
+        self._month(spin_up=False)
         self.month += 1
         self.datacollector.collect(self)
         self.running = self.month < self.spec.horizon_months
 
-    def _set_export_rules(self) -> None:
+    def _month(self, spin_up: bool) -> None:
+        self._set_export_rules(spin_up)
+        self._produce()
+        self._convert()
+        self.recyclers.do("recycle", self.product_price[self._oxides], self.reference_price,
+                          self.spec.recycling.collection_cost_ratio)
+        self._stockpile_decisions()
+        self._plan_purchases(spin_up)
+        self._clear_markets()
+        if not spin_up:
+            self._invest()
+            self.programmes.account(self, self.month)
+            self.policy_cost = self.programmes.cost
+        self._collect()
+
+    def _set_export_rules(self, spin_up: bool) -> None:
         """Tension evolves (an agreement lowers it until breached); each nation sets its
-        export cap and bans; scripted outages and partner disruptions take effect."""
+        export caps and bans per product; scripted outages and partner disruptions take
+        effect. The spin-up keeps tension at its mean and applies only month 0's export
+        taxes."""
         programmes = self.programmes
-        self.tension = evolve_tension(
-            self.tension, self.spec.tension, self.rng, mean=programmes.tension_means()
-        )
-        self.tension = programmes.check_breach(self.tension, self.month)
-        rules = export_rules(
-            self.spec, self.month, self.tension, self.regions, self.elements, self.deposits,
-            guaranteed_share=programmes.guaranteed_share(),
-        )
-        availability = programmes.partner_availability()
-        self._outage = rules.outage.copy()
+        if spin_up:
+            rules, product = self._product_rules(0, self.tension)
+            product = dataclasses.replace(
+                product, quota_cut=np.zeros_like(product.quota_cut), banned=np.zeros_like(product.banned),
+                tonnage_quotas=(),
+            )
+            self._outage = np.zeros_like(rules.outage)
+            availability: dict[str, float] = {}
+        else:
+            self.tension = evolve_tension(self.tension, self.spec.tension, self.rng, mean=programmes.tension_means())
+            self.tension = programmes.check_breach(self.tension, self.month)
+            rules, product = self._product_rules(self.month, self.tension, programmes.guaranteed_share())
+            availability = programmes.partner_availability()
+            self._outage = rules.outage.copy()
+        self._rules = product
         for nation in self.nations:
             i = nation.region_index
-            tonnage = tuple((tonnes, covered) for row, tonnes, covered in rules.tonnage_quotas if row == i)
-            nation.set_export_policy(rules.quota_cut[i], rules.banned[i], tonnage, rules.export_tax[i])
+            tonnage = tuple((tonnes, covered) for row, tonnes, covered in product.tonnage_quotas if row == i)
+            nation.set_export_policy(product.quota_cut[i], product.banned[i], tonnage, product.export_tax[i])
             kept = availability.get(nation.code, 1.0)
-            self._outage[nation.region_index] = 1.0 - (1.0 - self._outage[nation.region_index]) * kept
-        for refiner in self.refiners:
-            refiner.availability = availability.get(refiner.region, 1.0)
-        # allowed[e, a, b]: may region a sell element e to region b this month
-        self._allowed = np.ones((len(self.elements), len(self.regions), len(self.regions)), dtype=bool)
-        for nation in self.nations:
-            self._allowed[:, nation.region_index, :] = ~nation.banned
-        self.quota = np.stack([n.export_cap for n in self.nations], axis=1)
-        self.quota[np.isinf(self.quota)] = np.nan
-        # [E, X] t that may leave outside each exporter's quota (none when smuggling is off)
-        self._unofficial = np.zeros((len(self.elements), len(self.exporters)))
-        if self.market.smuggling_share > 0:
-            world_price = self.world_price(self.regional_price)
+            self._outage[i] = 1.0 - (1.0 - self._outage[i]) * kept
+        plants = self.converters
+        plants.availability = np.array([availability.get(self.regions[r], 1.0) for r in plants.region])
+        caps = np.stack([n.export_cap for n in self.nations], axis=1)  # [P, X]
+        self._unofficial = np.zeros_like(caps)
+        if self.market.smuggling_share > 0 and not spin_up:
+            world = self.world_product_price()
             for k, nation in enumerate(self.nations):
                 self._unofficial[:, k] = nation.unofficial_allowance(
-                    world_price, self.regional_price[:, nation.region_index], self.market.smuggling_share
+                    world, self.product_price[:, nation.region_index], self.market.smuggling_share
                 )
+        content = self.chain.content
+        limited = np.isfinite(caps)
+        quota = np.where(limited, caps, 0.0).T @ content  # [X, E]
+        covers = limited.T.astype(float) @ (content > 0)  # [X, E]
+        self.quota = np.where(covers.T > 0, quota.T, np.nan)
 
     def _produce(self) -> None:
-        """Mines run on the price producers get at home, a price floor included."""
+        """Mines run on the price producers get at home for their oxides, a price floor included."""
         floor = self.spec.price_floor
         floor_on = self.programmes.floor_in_force(self.month)
         covered = np.isin(self.elements, floor.elements)
         for nation in self.nations:
-            price = self.regional_price[:, nation.region_index]
+            price = self.product_price[self._oxides, nation.region_index]
             if floor_on and nation.code == floor.region:
                 price = np.where(covered, np.maximum(price, floor.usd_per_kg), price)
             nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
 
-    def _trade_concentrate(self) -> None:
-        """Refiners buy mixed concentrate: their priority source first, then any nation
-        that does not ban them; concentrate nobody can take stays at the mine."""
-        nations, refiners = list(self.nations), list(self.refiners)
-        supply = np.array([n.concentrate_total for n in nations])
-        wanted = np.array([r.feed_wanted for r in refiners])
-        source = np.array([n.region_index for n in nations])
-        destination = np.array([r.region_index for r in refiners])
-        # A mixed concentrate carries every element, so a ban on any element stops it.
-        blocked = ~self._allowed.all(axis=0)[source][:, destination]
-        open_links = np.where(blocked, 0.0, np.inf)
-        priority = np.where(source[:, None] == np.array([r.feed_priority for r in refiners])[None, :], np.inf, 0.0)
-        first = prorata_fill(supply, wanted, np.minimum(priority, open_links))
-        second = prorata_fill(supply - first.sum(axis=1), wanted - first.sum(axis=0), open_links)
-        for i, nation in enumerate(nations):
-            for k, refiner in enumerate(refiners):
-                tonnes = first[i, k] + second[i, k]
-                if tonnes > 0:
-                    refiner.take_feed(nation.ship_concentrate(tonnes), tonnes)
+    def _convert(self) -> None:
+        """Every plant converts the inputs it holds; magnet makers' swarf goes to their
+        region's recycler, which recovers ``swarf_recovery`` of it as oxide."""
+        chain, market = self.chain, self.market
+        lost = self.converters.convert(chain.data.recipe, chain.data.separation, chain.content,
+                                       market.target_cover_months, market.restock_months)  # [K, E]
+        swarf = np.where((self.converters.stage == MAGNET)[:, None], lost, 0.0)
+        recovered = market.swarf_recovery * (self._plant_onehot.T @ swarf)  # [R, E]
+        for recycler in self.recyclers:
+            recycler.take_swarf(recovered[recycler.region_index])
+        self._conversion_losses = lost.sum(axis=0) - recovered.sum(axis=0)
 
     def _stockpile_decisions(self) -> None:
         """Each strategic stockpile releases on shortage or a price spike, or refills."""
         if not self.stockpiles:
             return
-        shortfall = self._by_region(self._per_importer("shortfall"))
-        trend_need = self._by_region(np.stack([imp.trend_need() for imp in self._importers], axis=1))
+        users = self.end_users
+        shortfall = self._element_need_by_region(users.shortfall)
+        trend = self._element_need_by_region(users.trend_need(self.month))
         for stock in self.stockpiles:
             r = stock.region_index
-            stock.decide(self.spec.stockpile.months * trend_need[:, r], self.regional_price[:, r], shortfall[:, r])
+            stock.decide(self.spec.stockpile.months * trend[:, r], self.product_price[self._oxides, r], shortfall[:, r])
 
-    def _plan_purchases(self) -> None:
-        for importer in self._substituting:
-            importer.intensity = self.programmes.intensity_after_substitution(
-                importer.intensity, self._substituted_elements, self.month
+    def _plan_purchases(self, spin_up: bool) -> None:
+        """End users plan at this month's posted prices (their region's last clearing
+        prices); contracts due for renewal are re-signed at those prices."""
+        users, market = self.end_users, self.market
+        if self._substituting.any() and not spin_up:
+            users.intensity[self._substituting] = self.programmes.intensity_after_substitution(
+                users.intensity[self._substituting], self._substituted_elements, self.month
             )
-        noise = np.exp(self.market.demand_volatility * self.rng.standard_normal((len(self._importers), len(self.elements))))
-        for k, importer in enumerate(self._importers):
-            pair = self._importer_pair[k]
-            tension = 0.0 if pair is None else float(self.tension[pair])
-            importer.plan_purchases(self.regional_price[:, importer.region_index], tension, noise[k])
+        price = self.product_price.T[users.region]  # [B, P]
+        tension = np.where(self._user_pair >= 0, self.tension[np.maximum(self._user_pair, 0)], 0.0)
+        if spin_up:
+            noise = np.ones((len(users), len(self.products)))
+        else:
+            noise = np.exp(market.demand_volatility * self.rng.standard_normal((len(users), len(self.products))))
+        users.plan(self.month, price, self.product_reference, tension, noise, market)
+        renew = self.contract_months_left <= 0
+        if renew.any():
+            trend = users.trend_need(self.month)
+            self.contract_volume[renew] = trend[renew, :, None] * self.contract_book[renew]
+            self.contract_price[renew] = price[renew]
+            self.contract_months_left[renew] = self.spec.contracts.months
+        if not spin_up:
+            self.contract_months_left -= 1
+
+    # ---------------------------------------------------------------- market
+    def _offers(self) -> tuple[np.ndarray, np.ndarray]:
+        """[P, R] t every region's sellers hold for sale, and [P, R] t they want to keep
+        at the expected price: plants' outputs (``target_cover_months`` of expected
+        sales kept), mines' concentrate, recyclers' oxide and stockpile releases (sold whole)."""
+        plants = self.converters
+        stock = plants.outputs.T @ self._plant_onehot
+        keep = self.market.target_cover_months * plants.sales.T @ self._plant_onehot
+        for nation in self.nations:
+            stock[self._concentrates, nation.region_index] += nation.concentrate
+        for seller in self._oxide_sellers():
+            stock[self._oxides, seller.region_index] += seller.oxide
+        stock = np.maximum(stock, 0.0)  # rounding dust below zero is nothing to sell
+        return stock, np.minimum(keep, stock)
+
+    def _oxide_sellers(self) -> list:
+        return list(self.recyclers) + list(self.stockpiles)
+
+    def _cost_floor(self) -> np.ndarray:
+        """[P, R] USD/kg below which sellers sell nothing: a product's own stage cost
+        (``abm.chain.cost_floors``; a plant's inputs in stock are paid for, so a metal or
+        magnet sells down to its conversion cost)."""
+        return np.broadcast_to(self.chain.conversion_floor[:, None], self.product_price.shape)
 
     def _clear_markets(self) -> None:
-        """Contracts, then spot; sellers give up stock pro rata; prices move on inventory."""
-        n_elements, n_regions = len(self.elements), len(self.regions)
-        available = np.zeros((n_elements, n_regions))
-        for seller in self._sellers:
-            available[:, seller.region_index] += seller.oxide
-        want = np.stack([buyer.want for buyer in self._buyers], axis=1)  # [E, B]
-        contract = np.zeros((n_elements, n_regions, len(self._buyers)))
-        contract[:, :, : len(self._importers)] = np.stack([imp.contract_volume for imp in self._importers], axis=2)
-        export_cap = np.full((n_elements, n_regions), np.inf)
+        """Contracts first, then every product's spot market at once (``abm.clearing``);
+        sellers give up stock in proportion to what they held, buyers get theirs in
+        proportion to what they bid."""
+        plants, users, market = self.converters, self.end_users, self.market
+        n_regions = len(self.regions)
+        stock, keep = self._offers()
+        export_cap = np.full_like(stock, np.inf)
         for k, nation in enumerate(self.nations):
             export_cap[:, nation.region_index] = nation.export_cap + self._unofficial[:, k]
-        allowed = self._allowed
-        clearing = clear_markets(available, want, contract, self._buyer_region, export_cap, allowed)
-
-        self.trade_price = self.regional_price.copy()  # what this month's trade was priced at
-        sold = clearing.sold
+        open_link = ~np.zeros((len(self.products), n_regions, n_regions), dtype=bool)
+        for nation in self.nations:
+            open_link[:, nation.region_index, :] = ~nation.banned
+        # Contracts: t due from each origin to each region, delivered before the spot market.
+        due = np.einsum("bpo,br->por", self.contract_volume, self._user_onehot)
+        contract = deliver_contracts(due, stock, export_cap, open_link)
         with np.errstate(divide="ignore", invalid="ignore"):
-            sold_fraction = np.where(available > 0, sold / available, 0.0)
-        for seller in self._sellers:
-            seller.sell(sold_fraction[:, seller.region_index])
-        received, contract_received = clearing.received, clearing.contract_flow.sum(axis=1)
-        for k, importer in enumerate(self._importers):
-            importer.consume(received[:, k], contract_received[:, k], self.regional_price[:, importer.region_index])
-        for k, stock in enumerate(self.stockpiles, start=len(self._importers)):
-            stock.receive(received[:, k])
+            filled = np.where(due > 0, contract / np.where(due > 0, due, 1.0), 0.0)
+        user_contract = np.einsum("bpo,pob->bp", self.contract_volume, filled[:, :, users.region])
+        contract_abroad = contract * (1.0 - np.eye(n_regions))[None]
+        stock_left = np.maximum(stock - contract.sum(axis=2), 0.0)  # rounding dust below zero is nothing
+        cap_left = np.maximum(export_cap - contract_abroad.sum(axis=2), 0.0)
 
-        trade = clearing.flow @ self._buyer_onehot  # [E, R_from, R_to]
-        exports = trade.sum(axis=2) - np.einsum("err->er", trade)
+        user_bid = np.maximum(users.want - user_contract, 0.0)  # [B, P]
+        plant_bid = plants.input_bids(self.chain.data.recipe, market.target_cover_months, market.restock_months)
+        bids = user_bid.T @ self._user_onehot + plant_bid.T @ self._plant_onehot
+        for stock_agent in self.stockpiles:
+            bids[self._oxides, stock_agent.region_index] += stock_agent.want
+        links = Links(trade_cost=self.chain.data.trade_cost, export_tax=self._rules.export_tax.T,
+                      banned=~open_link, export_cap=cap_left)
+        cleared = clear(
+            Offers(stock=stock_left, keep=np.clip(keep, 0.0, stock_left), expected=self._expected_price(),
+                   cost=self._cost_floor(), holdback=market.holdback),
+            Bids(quantity=bids, planning=self.product_price, elasticity=market.short_run_elasticity,
+                 choke=self._choke(plant_bid)),
+            links, previous=self._clearing,
+        )
+        self._clearing = cleared
+        self.product_price = cleared.price
+        self._normal_price += (cleared.price - self._normal_price) / market.price_memory_months
+        self.trade_price = cleared.price[self._oxides]  # [E, R] oxide prices trade was done at
+        self._settle(stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids)
+
+    def _choke(self, plant_bid: np.ndarray) -> np.ndarray:
+        """[P, R] factor over this month's price above which a zone's buyers do not buy:
+        ``choke_ratio`` for end users; for what plants buy, never above what their
+        output fetches (``Chain.willingness_to_pay``, derived demand): separators pay for
+        a concentrate at most what its oxides fetch now less the separation cost; metal
+        and magnet makers pay for an input at most what their output would fetch at its
+        own choke price, less their other costs (a magnet maker pays up to the whole
+        margin of a Dy-bearing magnet for its Dy, and no more)."""
+        price = self.product_price
+        choke = np.full_like(price, self.market.choke_ratio)
+        bought_by_plants = (plant_bid.T @ self._plant_onehot) > 0
+        value = self.chain.willingness_to_pay(price, output_markup=self.market.choke_ratio)
+        value[self._concentrates] = self.chain.willingness_to_pay(price)[self._concentrates]
+        choke = np.where(bought_by_plants, np.minimum(choke, value / price), choke)
+        return np.maximum(choke, MIN_CHOKE)
+
+    def _expected_price(self) -> np.ndarray:
+        """[P, R] USD/kg the price sellers expect, around which they hold back stock
+        (``abm.clearing.Offers``): metal and magnet makers price at cost, their inputs at
+        this month's prices in their region plus their conversion cost (competitive
+        converters with capacity to spare); mines and separators at the price they have
+        seen over the last ``price_memory_months`` (``_normal_price``): a price above it
+        draws stock out, one below it holds stock back, so a glut or a shortage moves the
+        price in proportion to how far stocks are from target, and the normal price
+        follows only slowly."""
+        made = self._made_products
+        expected = self._normal_price.copy()
+        expected[made] = self.chain.input_cost(self.product_price)[made] + self.chain.data.conversion_cost[made, None]
+        return expected
+
+    def _settle(self, stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids) -> None:
+        """Hand every seller its sales and every buyer its purchases; record trade."""
+        plants, users = self.converters, self.end_users
+        sold = contract.sum(axis=2) + cleared.sold  # [P, R]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sold_share = np.where(stock > 0, np.minimum(sold / np.where(stock > 0, stock, 1.0), 1.0), 0.0)
+            fill = np.where(bids > 0, cleared.bought / np.where(bids > 0, bids, 1.0), 0.0)  # [P, R]
+        plants.sell(sold_share)
+        for nation in self.nations:
+            nation.concentrate = nation.concentrate * (1.0 - sold_share[self._concentrates, nation.region_index])
+        for seller in self._oxide_sellers():
+            seller.sell(sold_share[self._oxides, seller.region_index])
+        plants.receive(plant_bid * fill.T[plants.region])
+        for stock_agent in self.stockpiles:
+            stock_agent.receive(stock_agent.want * fill[self._oxides, stock_agent.region_index])
+        received = user_contract + user_bid * fill.T[users.region]
+        user_zone_bid = user_bid.T @ self._user_onehot  # [P, R]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            user_part = np.where(bids > 0, user_zone_bid / np.where(bids > 0, bids, 1.0), 0.0)
+        self.product_unserved = cleared.unserved * user_part
+        price = self.product_price.T[users.region]
+        users.consume(received, user_contract, self.contract_price, price, self.month)
+
+        flow = contract * (1.0 - np.eye(len(self.regions)))[None] + cleared.flow  # [P, R, R]
+        self.product_flow = flow
+        self.product_origin = provenance(sold, flow)
+        # what the region's buyers (plants, end users, stockpiles) got: its sales at home and its imports
+        self.product_received = np.maximum(sold - flow.sum(axis=2) + flow.sum(axis=1), 0.0)
+        exports = flow.sum(axis=2)  # [P, R]
         for nation in self.nations:
             nation.record_exports(exports[:, nation.region_index])
-        exported = exports[:, [n.region_index for n in self.nations]]  # [E, X]
+        content = self.chain.content
+        exported = np.stack([exports[:, n.region_index] for n in self.nations], axis=1)  # [P, X]
         # Smugglers ship first (they undercut licensed exporters); customs see the rest.
-        self.unofficial_exports = np.minimum(self._unofficial, exported)
-        self.exports = exported - self.unofficial_exports
-        self._collect_importers()
-        leftover = available - sold
-        unmet = (want - received) @ self._buyer_onehot
-        need = self.demand_by_region
-        unmet = np.maximum(unmet, 0.0)
-        areas = price_areas(allowed, clearing.export_cap_left, trade, unmet, leftover)
-        position = leftover - unmet
-        self.regional_price = update_prices(
-            self.regional_price, areas, need + available, position, self._previous_position, need,
-            self.reference_price, self.market.price_adjustment, self.market.target_cover_months,
-            self.market.trend_months, self.market.min_price_ratio, self.market.arbitrage_months,
-            markup=self._tax_markup(areas),
-        )
-        self._previous_position = position
-        # A region with no market of its own (mines only) quotes the world price.
-        idle = (need + available).sum(axis=0) <= 0
-        self.regional_price[:, idle] = self.world_price(self.regional_price)[:, None]
-        self.price = self._zone_prices()
-        self.supply_by_origin = sold
-        self.trade = trade
-        # Supply to manufacturers only: a stockpile's purchases are not yet use.
-        self.cumulative_trade += clearing.flow[:, :, : len(self._importers)] @ self._importer_onehot
-        # A link is restricted when a ban closes it or its exporter's quota is used up.
-        quota_binding = np.isfinite(export_cap) & (clearing.export_cap_left <= 1e-9)
-        self.restricted = ~allowed | quota_binding[:, :, None]
+        unofficial = np.minimum(self._unofficial, exported)
+        self.exports = content.T @ (exported - unofficial)
+        self.unofficial_exports = content.T @ unofficial
+        self.trade = np.einsum("pab,pe->eab", flow, content)
+        to_users = received.T @ self._user_onehot  # [P, R] delivered to end users
+        by_origin = to_users[:, :, None] * self.product_origin  # [P, to, origin]
+        self.cumulative_trade += np.einsum("pro,pe->eor", by_origin, content)
+        self.supply_by_origin = content.T @ sold
+        self.oxide_sold = sold[self._oxides]  # [E, R] t of oxide each region's sellers sold
+        self._restrict(exports)
 
-    def _tax_markup(self, areas: np.ndarray) -> np.ndarray:
-        """[E, R] how far each region's price sits above its area's untaxed price: a
-        region that shares a price area with a taxing exporter buys from it at its
-        domestic price plus the export tax (the pre-2010 gap between China's domestic
-        and FOB prices). With several taxing exporters in one area the highest tax sets
-        the price (the marginal supplier); an exporter's own price carries no markup."""
-        tax = np.zeros((len(self.elements), len(self.regions)))
+    def _restrict(self, exports: np.ndarray) -> None:
+        """``restricted`` [E, R, R]: a rule closes the link a -> b for some product
+        carrying the element, or a's export cap of it is used up."""
+        closed = np.zeros((len(self.products), len(self.regions), len(self.regions)), dtype=bool)
         for nation in self.nations:
-            if not nation.export_tax.any():
-                continue
-            abroad = areas[:, nation.region_index, :].copy()
-            abroad[:, nation.region_index] = False
-            tax = np.maximum(tax, np.where(abroad, nation.export_tax[:, None], 0.0))
-        for nation in self.nations:
-            if nation.export_tax.any():
-                tax[:, nation.region_index] = 0.0
-        return 1.0 + tax
+            cap = nation.export_cap
+            binding = np.isfinite(cap) & (exports[:, nation.region_index] >= cap - 1e-9)
+            closed[:, nation.region_index, :] = nation.banned | binding[:, None]
+        self.restricted = np.einsum("pab,pe->eab", closed.astype(float), (self.chain.content > 0).astype(float)) > 0
 
     def _invest(self) -> None:
-        """Existing capacity grows at the trend rate; lever-built plants follow their ramp."""
+        """Existing capacity grows at the trend rate; planned plants follow their ramp."""
         factor = (1.0 + self.market.capacity_growth_per_year) ** (1.0 / 12.0)
         self.nations.do("grow", factor)
-        self.refiners.do("grow", factor)
+        self.converters.grow(factor, self.month + 1)
 
     # --------------------------------------------------------------- records
-    def _by_region(self, per_importer: np.ndarray) -> np.ndarray:
-        """Sum a per-importer [E, B] array into [E, R]."""
-        return per_importer @ self._importer_onehot
+    def _element_need_by_region(self, per_user: np.ndarray) -> np.ndarray:
+        """[E, R] element content of a per-end-user [B, P] array, summed by region."""
+        return (per_user @ self.chain.content).T @ self._user_onehot
 
-    def _per_importer(self, attribute: str) -> np.ndarray:
-        """[E, B] one importer attribute, importers in model order."""
-        return np.stack([getattr(imp, attribute) for imp in self._importers], axis=1)
+    def world_product_price(self) -> np.ndarray:
+        """[P] the world market's price of each product: need-weighted over the importing
+        regions outside the dominant exporter."""
+        weight = (self.end_users.need.T @ self._user_onehot)[:, self.world_regions] + 1e-12
+        return (self.product_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
+
+    def world_price(self, oxide_price: np.ndarray) -> np.ndarray:
+        """[E] the world market's oxide price: weighted by each region's need of the element
+        (in every product), over importing regions outside the exporter."""
+        weight = self.demand_by_region[:, self.world_regions] + 1e-12
+        return (oxide_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
 
     def _zone_prices(self) -> np.ndarray:
-        """[E, Z] posted prices: each exporter's domestic zone, then the world market:
-        the need-weighted mean price paid by importers outside the dominant exporter."""
-        columns = [self.regional_price[:, self.regions.index(code)] for code in self.price_zones[:-1]]
-        return np.stack([*columns, self.world_price(self.regional_price)], axis=1)
+        """[E, Z] oxide prices posted in each exporter's domestic zone, then the world market's."""
+        oxide = self.product_price[self._oxides]
+        columns = [oxide[:, self.regions.index(code)] for code in self.price_zones[:-1]]
+        return np.stack([*columns, self.world_price(oxide)], axis=1)
 
-    def world_price(self, regional_price: np.ndarray) -> np.ndarray:
-        """[E] the world market's price: need-weighted over importers outside the exporter."""
-        weight = self.demand_by_region[:, self.world_regions] + 1e-12
-        return (regional_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
-
-    def _importing(self, attribute: str) -> np.ndarray:
-        return self._by_region(self._per_importer(attribute))[:, self._importing_index]
-
-    def _collect_importers(self) -> None:
-        self.demand_by_region = self._by_region(self._per_importer("need"))
+    def _collect(self) -> None:
+        """The element records: end users' need, receipts, shortfall and stocks by region
+        (t of each element's oxide in what they buy), flows and stocks."""
+        users = self.end_users
+        self.demand_by_region = self._element_need_by_region(users.need)
         self.demand = self.demand_by_region[:, self._importing_index]
-        self.supply = self._importing("received")
-        self.shortfall = self._importing("shortfall")
-        self.stockpile = self._importing("stock")
-        self.spend = self._importing("spend")
+        self.supply = self._element_need_by_region(users.received)[:, self._importing_index]
+        self.shortfall = self._element_need_by_region(users.shortfall)[:, self._importing_index]
+        self.stockpile = self._element_need_by_region(users.stock)[:, self._importing_index]
+        spend = (users.spend @ self._value_share()).T @ self._user_onehot  # USD split over elements by value
+        self.spend = spend[:, self._importing_index]
         strategic = np.zeros((len(self.elements), len(self.regions)))
         for stock in self.stockpiles:
             strategic[:, stock.region_index] += stock.reserve + stock.oxide
         self.strategic_stock = strategic[:, self._importing_index]
-
-    def _record_flows(self) -> None:
-        zero = np.zeros(len(self.elements))
+        self.price = self._zone_prices()
+        self.product_shortfall = users.shortfall.T @ self._user_onehot
+        self.production = self.converters.produced.T @ self._plant_onehot
+        for nation in self.nations:
+            self.production[self._concentrates, nation.region_index] += nation.output
+        content = self.chain.content
         self.mined = np.stack([n.mined for n in self.nations], axis=1)
-        self.recycled = sum((r.recycled for r in self.recyclers), zero)
-        self.consumed = sum((imp.consumed for imp in self._importers), zero)
-        self.losses = sum((r.losses for r in self.refiners), zero)
+        self.recycled = sum((r.recycled for r in self.recyclers), np.zeros(len(self.elements)))
+        self.consumed = users.consumed.sum(axis=0) @ content
+        self.losses = self._conversion_losses
         self.stocks = self._total_stocks()
 
+    @property
+    def regional_price(self) -> np.ndarray:
+        """[E, R] this month's oxide prices in every region."""
+        return self.product_price[self._oxides]
+
+    def _value_share(self) -> np.ndarray:
+        """[P, E] share of each product's oxide value (at reference prices) in each element."""
+        value = self.chain.content * self.reference_price[None, :]
+        total = value.sum(axis=1, keepdims=True)
+        return np.where(total > 0, value / np.where(total > 0, total, 1.0), 0.0)
+
     def _total_stocks(self) -> np.ndarray:
-        """[E] t held anywhere: concentrate, refiners' feed, sellers' oxide, importers'
-        working stock, strategic reserves."""
-        zero = np.zeros(len(self.elements))
-        return (
-            sum((n.concentrate for n in self.nations), zero)
-            + sum((r.feed for r in self.refiners), zero)
-            + sum((s.oxide for s in self._sellers), zero)
-            + sum((imp.stock for imp in self._importers), zero)
-            + sum((s.reserve for s in self.stockpiles), zero)
-        )
+        """[E] t held anywhere: mines' concentrate, plants' inputs and outputs, recyclers'
+        and stockpiles' oxide, end users' working stock, strategic reserves."""
+        content, plants = self.chain.content, self.converters
+        held = (plants.inputs.sum(axis=0) + plants.outputs.sum(axis=0) + self.end_users.stock.sum(axis=0)) @ content
+        for nation in self.nations:
+            held = held + nation.concentrate @ nation.basket
+        for seller in self._oxide_sellers():
+            held = held + seller.oxide
+        for stock in self.stockpiles:
+            held = held + stock.reserve
+        return held
 
     def labels(self) -> dict[str, tuple[str, ...]]:
-        """Labels of the region axis of each recorded array (the element axis, where there
-        is one, follows ``elements``)."""
+        """Labels of the region axis of each recorded element array (the element axis,
+        where there is one, follows ``elements``)."""
         return {
             "price": self.price_zones,
             "demand": self.importing_regions,

@@ -25,15 +25,24 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = Fa
 
 
 def write_run(result: RunResult, out: Path) -> list[Path]:
-    """Series (Parquet and CSV), metrics (JSON) and figures of one run, into ``out``."""
+    """One run into ``out``: the element series (``series.parquet``, ``series.csv``:
+    ``abm.run.tidy_series``), the product series (``product_series.parquet``:
+    ``abm.run.tidy_product_series``), each region's supply by origin per stage
+    (``import_dependency.csv``: ``abm.run.import_dependency``), the metrics
+    (``metrics.json``) and figures."""
     from abm.figures import plot_prices, plot_shortfall, plot_supply_by_origin
 
     series = result.series
-    written = [out / "series.parquet", out / "series.csv", out / "metrics.json"]
+    written = [
+        out / "series.parquet", out / "series.csv", out / "product_series.parquet", out / "import_dependency.csv",
+        out / "metrics.json",
+    ]
     atomic_write(written[0], lambda h: series.to_parquet(h, index=False), binary=True)
     atomic_write(written[1], lambda h: series.to_csv(h, index=False))
+    atomic_write(written[2], lambda h: result.product_series.to_parquet(h, index=False), binary=True)
+    atomic_write(written[3], lambda h: result.import_dependency.to_csv(h, index=False))
     summary = {"scenario": result.scenario.name, "seed": result.seed, "metrics": result.metrics}
-    atomic_write(written[2], lambda h: json.dump(summary, h, indent=2, sort_keys=True))
+    atomic_write(written[4], lambda h: json.dump(summary, h, indent=2, sort_keys=True))
     for name, plot in (
         ("prices.png", plot_prices),
         ("supply_by_origin.png", plot_supply_by_origin),

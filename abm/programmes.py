@@ -110,23 +110,23 @@ class Programmes:
             traded = (bought - stock.sold) * price
             holding = spec.stockpile.holding_cost_per_year / 12.0 * (stock.reserve + stock.oxide) * price
             cost["stockpile"] += float((traded + holding).sum() * USD_PER_T_PER_USD_PER_KG)
-        for importer in model.importers:
-            if importer.partner_share == 0.0 and importer.diversified_share == 0.0:
-                continue
-            contract_value = float((importer.contract_received * importer.contract_price).sum()) * USD_PER_T_PER_USD_PER_KG
-            book = importer.contract_book.sum()
-            cost["partnership"] += spec.partnership.premium * importer.partner_share / book * contract_value
-            cost["contracts"] += spec.contracts.premium * importer.diversified_share / book * contract_value
+        users = model.end_users
+        contract_value = (users.contract_received * model.contract_price).sum(axis=1) * USD_PER_T_PER_USD_PER_KG  # [B]
+        book = model.contract_book.sum(axis=2).mean(axis=1)  # [B] contracted share of need
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_book = np.where(book > 0, contract_value / np.where(book > 0, book, 1.0), 0.0)
+        cost["partnership"] += spec.partnership.premium * float(model.partner_share @ per_book)
+        cost["contracts"] += spec.contracts.premium * float(model.diversified_share @ per_book)
         if self.agreement_in_force:
             exporter = next(n for n in model.nations if n.code == spec.shock.exporter)
-            guaranteed = spec.agreement.guaranteed_share * exporter.export_reference
-            world = model.world_price(model.trade_price)
-            cost["agreement"] = spec.agreement.premium * float(guaranteed @ world) * USD_PER_T_PER_USD_PER_KG
+            guaranteed = spec.agreement.guaranteed_share * exporter.export_reference  # [P] t
+            cost["agreement"] = (
+                spec.agreement.premium * float(guaranteed @ model.world_product_price()) * USD_PER_T_PER_USD_PER_KG
+            )
         if self.floor_in_force(month):
             floor = spec.price_floor
             covered = np.isin(model.elements, floor.elements)
-            for refiner in model.refiners:
-                if refiner.region == floor.region:
-                    top_up = np.maximum(floor.usd_per_kg - model.trade_price[:, refiner.region_index], 0.0)
-                    cost["price_floor"] += float((top_up * refiner.sold * covered).sum()) * USD_PER_T_PER_USD_PER_KG
+            region = model.regions.index(floor.region)
+            top_up = np.maximum(floor.usd_per_kg - model.trade_price[:, region], 0.0) * covered  # [E] USD/kg
+            cost["price_floor"] += float(top_up @ model.oxide_sold[:, region]) * USD_PER_T_PER_USD_PER_KG
         self.cost = np.array([cost[name] for name in self.names])

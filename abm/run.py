@@ -10,12 +10,13 @@ import pandas as pd
 from abm.data import load_calibration
 from abm.levers import LEVER_SECTIONS
 from abm.metrics import (
-    METRICS, USD_PER_T_PER_USD_PER_KG, metric_names,
+    METRICS, STAGES, USD_PER_T_PER_USD_PER_KG, metric_names,
     annualised_volatility, herfindahl, max_drawdown, peak_to_base_ratio, recovery_months, resilience_loss,
     service_level, shortfall_depth, shortfall_fraction,
 )
 from abm.model import (
-    AGENT_LABELS, AGENT_REPORTERS, ALL, RECORDED, WITHOUT_ELEMENT, WORLD, RareEarthModel, resolve_scenario,
+    AGENT_LABELS, AGENT_REPORTERS, ALL, PRODUCT_AGENTS, PRODUCT_RECORDED, RECORDED, WITHOUT_ELEMENT, WORLD,
+    RareEarthModel, resolve_scenario,
 )
 from abm.scenario import Scenario, ScenarioError
 
@@ -24,13 +25,19 @@ SERIES_COLUMNS = ["step", "variable", "element", "region", "value"]
 
 @dataclass(frozen=True)
 class RunResult:
-    """One run: ``series`` in long form (step, variable, element, region, value) and
-    ``metrics``, a flat dict of floats."""
+    """One run: ``series`` in long form (step, variable, element, region, value),
+    ``metrics``, a flat dict of floats and, when asked for (``run_scenario(...,
+    products=True)``: building them costs about as much as the run), ``product_series``
+    the supply chain product by product (``tidy_product_series``) and
+    ``import_dependency`` each region's supply by origin per stage
+    (``import_dependency``); None otherwise."""
 
     scenario: Scenario
     seed: int
     series: pd.DataFrame
     metrics: dict[str, float]
+    product_series: pd.DataFrame | None = None
+    import_dependency: pd.DataFrame | None = None
 
 
 def _long_table(
@@ -91,10 +98,112 @@ def tidy_series(model: RareEarthModel) -> pd.DataFrame:
     return _categorical(series, ("variable", "element", "region"))[SERIES_COLUMNS]
 
 
+PRODUCT_SERIES_COLUMNS = ["step", "variable", "product", "stage", "region", "partner", "value"]
+# Product records and their names in the tidy table; flows and origin shares have a partner region.
+_PRODUCT_NAMES = {
+    "product_price": "price", "production": "production", "product_received": "received",
+    "product_shortfall": "shortfall",
+    "product_unserved": "unserved", "product_flow": "flow", "product_origin": "origin_share",
+}
+
+
+def tidy_product_series(model: RareEarthModel) -> pd.DataFrame:
+    """The supply chain product by product, one row per (step, variable, product, region
+    [, partner]): columns ``step, variable, product, stage, region, partner, value``.
+
+    Variables: ``price`` (USD/kg, the region's clearing price), ``production`` (t of
+    product made in the region that month: concentrate mined, oxide separated, metal
+    and magnets made), ``shortfall`` (t end users in the region needed and did not get,
+    from stock or purchases), ``unserved`` (t end users ordered at their highest price
+    this month and did not get: a shortage they cover from stock while it lasts),
+    ``flow`` (t shipped from ``region`` to ``partner``, contracts and spot) and
+    ``origin_share`` (the share of what ``region``'s buyers got that was made in
+    ``partner``: import dependency by stage, re-exports traced to their maker). Rows
+    without a partner have partner ``all``. Step k is the state after month k - 1.
+    """
+    recorded = model.datacollector.model_vars
+    steps = np.arange(len(recorded[PRODUCT_RECORDED[0]]))
+    products, regions = np.array(model.products), np.array(model.regions)
+    stage = dict(zip(model.products, model.product_stage, strict=True))
+    frames = []
+    for name in PRODUCT_RECORDED:
+        values = np.asarray(recorded[name], dtype=float)  # [T, P, R] or [T, P, R, R]
+        partners = regions if values.ndim == 4 else np.array([ALL])
+        values = values.reshape(len(steps), len(products), len(regions), len(partners))
+        n = len(products) * len(regions) * len(partners)
+        frames.append(pd.DataFrame({
+            "step": np.repeat(steps, n),
+            "variable": _PRODUCT_NAMES[name],
+            "product": np.tile(np.repeat(products, len(regions) * len(partners)), len(steps)),
+            "region": np.tile(np.repeat(regions, len(partners)), len(steps) * len(products)),
+            "partner": np.tile(partners, len(steps) * len(products) * len(regions)),
+            "value": values.reshape(-1),
+        }))
+    table = pd.concat(frames, ignore_index=True)
+    table["stage"] = table["product"].map(stage)
+    return _categorical(table, ("variable", "product", "stage", "region", "partner"))[PRODUCT_SERIES_COLUMNS]
+
+
+# The origin column of receipts whose maker the model's records do not trace.
+UNTRACED = "untraced"
+IMPORT_DEPENDENCY_COLUMNS = ["region", "stage", "origin", "received_t", "share"]
+# Shares of a region's supply below this are rounding, not supply (1 - traced shares that add to 1).
+DUST = 1e-9
+
+
+def received_by_origin(model: RareEarthModel) -> np.ndarray:
+    """[T, P, R, R + 1] t of each product the buyers (plants, end users, stockpiles) of
+    each region received in each month of the run (steps 1 to T; step 0, the spin-up's
+    last month, is left out), by the region that made it (axis 3, ``model.regions`` then
+    ``UNTRACED``). From the model's records only:
+
+    - what a region's buyers received (``product_received``: its sellers' sales at home
+      and its imports);
+    - it is split by maker with ``product_origin`` (re-exports traced to their maker);
+      what its shares leave below 1 (imports whose maker the model's provenance did not
+      trace: rounding only, now that the model solves provenance exactly) is ``UNTRACED``. A month in which the shares are all 0 and the region
+      imported nothing is a month its buyers received nothing (weight 0).
+    """
+    recorded = model.datacollector.model_vars
+    flow = np.asarray(recorded["product_flow"], dtype=float)[1:]  # [T, P, from, to]
+    origin = np.asarray(recorded["product_origin"], dtype=float)[1:]  # [T, P, to, origin]
+    imports = flow.sum(axis=2)
+    received = np.asarray(recorded["product_received"], dtype=float)[1:]  # [T, P, R]
+    traced = origin.sum(axis=3)
+    got_some = (traced > 0) | (imports > 0)
+    shares = np.concatenate([origin, np.maximum(1.0 - traced, 0.0)[..., None]], axis=3)
+    return np.where(got_some[..., None], received[..., None] * shares, 0.0)
+
+
+def import_dependency(model: RareEarthModel) -> pd.DataFrame:
+    """Each region's supply by origin per stage: for every region whose buyers received
+    products of a stage over the run, the t they received (``received_t``, summed over
+    the stage's products and the run's months) and the share of it (``share``, adding up
+    to 1 per region and stage) made in each origin (``origin``: a region, or
+    ``UNTRACED``). Weighting: each month and product counts with what the region's
+    buyers received of it, t of product (``received_by_origin``: the recorded
+    ``product_received`` split by ``product_origin``), so ``share`` is ``sum(received x origin
+    share) / sum(received)`` over the run's months and the stage's products. Columns
+    ``region, stage, origin, received_t, share``; origins that supplied nothing (below
+    ``DUST`` of the total: rounding) are left out. "62 % of the EU's magnets come from
+    China" is the row (EU, magnet, CN) with share 0.62."""
+    by_origin = received_by_origin(model)  # [T, P, R, O]
+    stage = np.array(model.product_stage)
+    origins = (*model.regions, UNTRACED)
+    rows = []
+    for r, region in enumerate(model.regions):
+        for name in dict.fromkeys(model.product_stage):
+            got = by_origin[:, stage == name, r].sum(axis=(0, 1))  # [O]
+            if got.sum() > 0:
+                got = np.where(got > DUST * got.sum(), got, 0.0)
+                rows += [(region, name, o, got[k], got[k] / got.sum()) for k, o in enumerate(origins) if got[k] > 0]
+    return pd.DataFrame(rows, columns=IMPORT_DEPENDENCY_COLUMNS)
+
+
 # Columns of mesa.batch_run rows that are not model keywords: its own, the recorded
 # variables and (with record_agents=True) each agent's labels and values.
 _NOT_PARAMETERS = frozenset({
-    "RunId", "iteration", "Step", "AgentID", *RECORDED, *AGENT_LABELS,
+    "RunId", "iteration", "Step", "AgentID", *RECORDED, *PRODUCT_RECORDED, *AGENT_LABELS,
     *(name for reporters in AGENT_REPORTERS.values() for name in reporters),
 })
 
@@ -129,17 +238,20 @@ def label_batch_run(rows: list[dict[str, Any]], model_cls: type[RareEarthModel] 
     return _categorical(pd.concat(frames, ignore_index=True), ("variable", "element", "region"))
 
 
-AGENT_SERIES_COLUMNS = ["step", "agent_type", "agent_id", "region", "sector", "variable", "element", "value"]
+AGENT_SERIES_COLUMNS = ["step", "agent_type", "agent_id", "region", "sector", "variable", "element", "product", "value"]
 
 
 def tidy_agent_series(model: RareEarthModel) -> pd.DataFrame:
     """What a model built with ``record_agents=True`` recorded per agent, one row per
-    (step, agent, variable, element): columns ``step, agent_type, agent_id, region, sector,
-    variable, element, value``. ``sector`` is blank except for importers; a refiner's
-    ``separation_capacity_t`` has element ``all``. Units: the ``_t`` variables are t REO
-    (per month for flows: mined, exports, sold, need, received, shortfall, recycled;
-    capacity in t REO per month), ``spend_usd`` USD per month. Step k is the state after
-    month k - 1. Raises ValueError for a model that did not record its agents.
+    (step, agent, variable, element or product): columns ``step, agent_type, agent_id,
+    region, sector, variable, element, product, value``. ``sector`` is an end user's end
+    use or sector and a plant's stage, blank otherwise. Plants' stocks, output and sales
+    and end users' need, receipts, shortfall, stock and spend are per product (element
+    ``all``); the others per element (product ``all``); a plant's ``capacity_t`` has
+    both ``all``. Units: ``_t`` variables are t (of the product, or of the element's
+    oxide; per month for flows; a plant's capacity t per month), ``spend_usd`` USD per
+    month. Step k is the state after month k - 1. Raises ValueError for a model that did
+    not record its agents.
     """
     if not model.record_agents:
         raise ValueError("the model did not record its agents: build it with record_agents=True")
@@ -152,23 +264,27 @@ def tidy_agent_series(model: RareEarthModel) -> pd.DataFrame:
         ids = table.index.get_level_values("AgentID").to_numpy()
         sector = table["sector"].to_numpy() if "sector" in table else np.full(len(table), "")
         for variable in reporters:
-            values = np.stack(table[variable].to_numpy()).astype(float)  # [N, E] or [N]
-            elements = model.elements if values.ndim == 2 else (ALL,)
-            n_e = len(elements)
+            values = np.stack(table[variable].to_numpy()).astype(float)  # [N, E], [N, P] or [N]
+            product_axis = values.ndim == 2 and agent_type in PRODUCT_AGENTS
+            items = (model.products if product_axis else model.elements) if values.ndim == 2 else (ALL,)
+            n_e = len(items)
+            item = np.tile(np.array(items), len(table))
+            every = np.full(len(item), ALL)
             frames.append(pd.DataFrame({
                 "step": np.repeat(steps, n_e), "agent_type": agent_type.__name__, "agent_id": np.repeat(ids, n_e),
                 "region": np.repeat(table["region"].to_numpy(), n_e), "sector": np.repeat(sector, n_e),
-                "variable": variable, "element": np.tile(np.array(elements), len(table)), "value": values.reshape(-1),
+                "variable": variable, "element": every if product_axis else item,
+                "product": item if product_axis else every, "value": values.reshape(-1),
             }))
     series = pd.concat(frames, ignore_index=True).sort_values(["step", "agent_id", "variable"], kind="stable")
-    return _categorical(series.reset_index(drop=True), ("agent_type", "region", "sector", "variable", "element"))[
+    return _categorical(series.reset_index(drop=True), ("agent_type", "region", "sector", "variable", "element", "product"))[
         AGENT_SERIES_COLUMNS
     ]
 
 
 def run_metrics(model: RareEarthModel) -> dict[str, float]:
     """Headline figures of a finished run, flat, for tables of many runs: every metric of
-    the catalogue ``abm.metrics.METRICS`` (names ``<quantity>_<unit>[_<element or lever>]``,
+    the catalogue ``abm.metrics.METRICS`` (names ``<quantity>_<unit>[_<element, stage or lever>]``,
     units and meanings there), in the order of ``metric_names``.
 
     Per element (suffix ``_Nd`` ...): world price volatility, peak ratio and maximum
@@ -177,8 +293,13 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     the first month below 95 % service at or after the shock's start until service is
     back, right-censored at the horizon); the
     concentration of supply to importers outside the exporter (Herfindahl index,
-    effective number of suppliers, share from the exporter). Without suffix: the same
-    service figures for all elements weighted by their 2024 value, and policy costs.
+    effective number of suppliers, share from the exporter). Per stage (suffix
+    ``_oxide``, ``_metal``, ``_magnet``): the share of what the importing regions outside
+    the exporter received of the stage's products that was made in the exporter (from
+    ``received_by_origin``, the regions together). Without suffix: the same service
+    figures for all elements weighted by their 2024 value, the shortfall outside the
+    exporter at magnet users and at the other end uses (t of product, ``_shortfall_by_use``),
+    and policy costs.
     """
     recorded = model.datacollector.model_vars
     price = np.asarray(recorded["price"])  # [T, E, Z]
@@ -214,6 +335,16 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
         put("supply_from_exporter_fraction", (
             origins[model.regions.index(exporter)] / origins.sum() if origins.sum() > 0 else 0.0
         ), element)
+    by_origin = received_by_origin(model)[:, :, importers_outside].sum(axis=2)  # [T, P, O]
+    stage = np.array(model.product_stage)
+    for name in STAGES:
+        got = by_origin[:, stage == name].sum(axis=(0, 1))  # [O]
+        put("supply_made_in_exporter_fraction", (
+            got[model.regions.index(exporter)] / got.sum() if got.sum() > 0 else np.nan
+        ), name)
+    magnets, others = _shortfall_by_use(model, importers_outside)
+    put("magnet_user_shortfall_outside_exporter_tproduct", magnets)
+    put("other_end_use_shortfall_outside_exporter_tproduct", others)
     value = model.reference_price  # USD/kg: weights the elements by what a tonne is worth
     _service_metrics(put, service_level(short_out @ value, demand_out @ value), start)
     put("unserved_value_usd", (short_out @ value).sum() * USD_PER_T_PER_USD_PER_KG)
@@ -224,6 +355,18 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     for k, lever in enumerate(model.programmes.names):
         put("policy_cost_usd", policy_cost[:, k].sum(), lever)
     return {name: metrics[name] for name in metric_names(model.elements, model.programmes.names)}
+
+
+def _shortfall_by_use(model: RareEarthModel, regions: list[int]) -> tuple[float, float]:
+    """t of product that end users in ``regions`` (indices of ``model.regions``) needed
+    and did not get over months 1 to the horizon (``product_shortfall``): at magnet
+    users (the end uses of the chain data) and at the other end uses. Magnet users buy
+    only magnets and the other end uses only oxides (``RareEarthModel._build_end_users``),
+    so the product's stage tells them apart."""
+    shortfall = np.asarray(model.datacollector.model_vars["product_shortfall"], dtype=float)[1:]  # [T, P, R]
+    by_product = shortfall[:, :, regions].sum(axis=(0, 2))  # [P]
+    stage = np.array(model.product_stage)
+    return float(by_product[stage == "magnet"].sum()), float(by_product[stage == "oxide"].sum())
 
 
 def _service_metrics(put: Callable[..., None], service: np.ndarray, start: int, suffix: str = "") -> None:
@@ -251,10 +394,12 @@ def run_model(scenario: Scenario, seed: int, record_agents: bool = False) -> Rar
     return model
 
 
-def run_scenario(scenario: Scenario, seed: int) -> RunResult:
-    """Run ``scenario`` to its horizon with ``seed``; the same pair always gives the same result."""
+def run_scenario(scenario: Scenario, seed: int, products: bool = False) -> RunResult:
+    """Run ``scenario`` to its horizon with ``seed``; the same pair always gives the same
+    result. ``products`` also builds the product series and the import dependency."""
     model = run_model(scenario, seed)
-    return RunResult(scenario=model.spec, seed=seed, series=tidy_series(model), metrics=run_metrics(model))
+    extra = dict(product_series=tidy_product_series(model), import_dependency=import_dependency(model)) if products else {}
+    return RunResult(scenario=model.spec, seed=seed, series=tidy_series(model), metrics=run_metrics(model), **extra)
 
 
 # How to seed replications, for the error raised when no seed is given.

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
 from abm.levers import (
@@ -58,11 +58,9 @@ def _pairs(value: tuple[str, ...]) -> str | None:
 class MarketParameters:
     """Price formation, demand, inventories and supply response (sources in parameters.csv)."""
 
-    price_adjustment: float = csv_default("market", "price_adjustment", NON_NEGATIVE)
     target_cover_months: float = csv_default("market", "target_cover_months", months_from(1e-12))
-    trend_months: float = csv_default("market", "trend_months", MONTHS)
-    min_price_ratio: float = csv_default("market", "min_price_ratio", SHARE)
-    arbitrage_months: float = csv_default("market", "arbitrage_months", months_from(1.0))
+    holdback: float = csv_default("market", "holdback", between(1e-3, 100.0))
+    choke_ratio: float = csv_default("market", "choke_ratio", between(1.0 + 1e-6, 1e3))
     short_run_elasticity: float = csv_default("market", "short_run_elasticity", at_most(0.0))
     long_run_elasticity: float = csv_default("market", "long_run_elasticity", at_most(0.0))
     price_memory_months: float = csv_default("market", "price_memory_months", months_from(1.0))
@@ -72,9 +70,18 @@ class MarketParameters:
     restock_months: float = csv_default("market", "restock_months", months_from(1.0))
     hoarding_response: float = csv_default("market", "hoarding_response", NON_NEGATIVE)
     separation_yield: float = csv_default("market", "separation_yield", between(1e-6, 1.0))
+    swarf_recovery: float = csv_default("market", "swarf_recovery", SHARE)
     collection_rate: float = csv_default("market", "collection_rate", SHARE)
     smuggling_share: float = csv_default("market", "smuggling_share", SHARE)
     capacity_growth_per_year: float = csv_default("market", "capacity_growth_per_year", between(-0.5, 1.0))
+
+    # Version 1 keys the supply chain v2 replaced, and what replaced them (README).
+    RETIRED: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("price_adjustment", "trend_months", "min_price_ratio", "arbitrage_months"),
+        "no such key since version 2: every product's market clears at a price each month "
+        "(market.holdback and market.choke_ratio set how fast prices move, the cost floor of abm/data/stages.csv "
+        "how low they go)",
+    )
 
 
 @dataclass(frozen=True)
@@ -199,8 +206,11 @@ def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None
     section, _, key = name.partition(".")
     if section in _SECTIONS and key in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
         return section, key
+    retired = getattr(_SECTIONS.get(section), "RETIRED", {})
+    if key in retired:
+        raise ScenarioError(source, name, NOT_SHOWN, retired[key])
     raise ScenarioError(  # an unknown key's value is never shown: it could be a secret
-        source, name, NOT_SHOWN, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.price_adjustment"
+        source, name, NOT_SHOWN, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.holdback"
     )
 
 

@@ -193,6 +193,8 @@ def build(cls: type, table: Mapping[str, Any], where: str, source: str | Path) -
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in table.items():
+        if key in getattr(cls, "RETIRED", {}):
+            raise ScenarioError(source, where + key, NOT_SHOWN, cls.RETIRED[key])
         if key not in known:
             raise ScenarioError(source, where + key, NOT_SHOWN, f"a key among {', '.join(known)}")
         values[key] = checked(cls, key, value, where + key, source)

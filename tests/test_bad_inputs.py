@@ -46,7 +46,7 @@ BAD = [
     ("e11 domestic mining inf",
      {"s.toml": NO_SHOCK + '[domestic_mining]\ntonnes_per_year = inf\nregion = "US"\npermit_delay_months = 0\n'},
      ["run", "s.toml"], "s.toml", "domestic_mining.tonnes_per_year", None),
-    ("market nan", {"s.toml": NO_SHOCK + "[market]\nprice_adjustment = nan\n"}, ["check", "s.toml"], "s.toml", "market.price_adjustment", None),
+    ("market nan", {"s.toml": NO_SHOCK + "[market]\nholdback = nan\n"}, ["check", "s.toml"], "s.toml", "market.holdback", None),
     ("horizon of 1e9 months", {"s.toml": 'name = "x"\nhorizon_months = 1000000000\n'}, ["check", "s.toml"], "s.toml", "horizon_months", None),
     ("factor range to inf", _experiment('scenario = "short24.toml"\ndesign = "latin_hypercube"\nsamples = 4\n[factors]\nquota_cut = {low = 0.0, high = inf}\n'),
      ["batch", "exp.toml"], "factors.quota_cut", "shock.quota_cut", None),

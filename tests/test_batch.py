@@ -127,7 +127,7 @@ def test_model_code_digest_follows_model_code_and_data_only(tmp_path):
     for unrelated in ("cli.py", "figures.py", "viz/app.py", "validation/report.py", "data/history/targets.csv"):
         (package / unrelated).write_text((package / unrelated).read_text() + "\n# edited\n")
     assert runner.model_code_digest(package) == original
-    for model_file in ("market.py", "data/__init__.py", "agents/importer.py", "data/base_2009/mines.csv"):
+    for model_file in ("clearing.py", "data/__init__.py", "agents/converter.py", "data/base_2009/mines.csv"):
         edited = package / model_file
         kept = edited.read_text()
         edited.write_text(kept + "\n")
@@ -220,23 +220,23 @@ def test_an_experiment_that_records_agents_stores_every_agents_series(small_expe
     assert set(agents["run_id"]) == set(metrics["run_id"]) and set(agents["step"]) == {0, 6, 12, 18}
     by_run = agents.groupby("run_id")["agent_type"].agg(set)
     stockpile_run = metrics.loc[metrics["policy"] == "stockpile", "run_id"].item()
-    assert {"ExportingNation", "Refiner", "Importer", "Recycler"} <= by_run.iloc[0]
+    assert {"ExportingNation", "Converter", "EndUser", "Recycler"} <= by_run.iloc[0]
     assert "StrategicStockpile" in by_run[stockpile_run]
-    # an importer's shortfall in the agent table adds up to its region's recorded shortfall
+    # end users' shortfall in the agent table adds up to the recorded shortfall of every product
     series = tidy_series_of(small_experiment.scenario.with_settings({"quota_cut": 0.6, "horizon_months": 18, "shock_start": 2}),
                             int(metrics.loc[metrics["policy"] == "none", "seed"].item()))
     none_run = metrics.loc[metrics["policy"] == "none", "run_id"].item()
     mine = agents[(agents["run_id"] == none_run) & (agents["variable"] == "shortfall_t") & (agents["step"] == 12)]
-    recorded = series[(series["variable"] == "shortfall") & (series["step"] == 12)]
+    recorded = series[(series["variable"] == "shortfall") & (series["step"] == 12) & (series["partner"] == "all")]
     assert mine["value"].sum() == pytest.approx(recorded["value"].sum())
     plain = run_batch(small_experiment, tmp_path / "plain", executor="serial", progress=False)
     assert not (plain.folder / "agents.parquet").exists()  # only when asked
 
 
 def tidy_series_of(scenario, seed):
-    from abm.run import run_model, tidy_series
+    from abm.run import run_model, tidy_product_series
 
-    return tidy_series(run_model(scenario, seed))
+    return tidy_product_series(run_model(scenario, seed))
 
 
 def test_report_numbers_are_written_for_people_never_in_scientific_notation():

@@ -1,5 +1,7 @@
 """The clearing kernel of version 2 (abm/clearing.py): zone prices, trade and re-export."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -328,3 +330,61 @@ def test_a_zone_without_buyers_has_no_undefined_want_at_an_extreme_price():
     for value in (result.price, result.sold, result.bought, result.unserved):
         assert np.isfinite(value).all()
     assert result.bought[0, 0] == 0
+
+
+def test_a_ban_elsewhere_leaves_a_zone_under_an_unused_export_cap_free_to_import():
+    """Zone 1 may not ship to zone 2; zone 0, under an export cap it never reaches and with
+    no stock of its own, still buys at the world hub (a review found it bought nothing)."""
+    banned = np.zeros((3, 3), dtype=bool)
+    banned[1, 2] = True
+    offers, bids, links = one_product([0.0, 500.0, 5.0], [50.0, 10.0, 50.0], banned=banned,
+                                      export_cap=[1e6, INF, INF])
+    result = settle(offers, bids, links)
+    assert result.flow[0, 1, 0] > 0  # zone 0 imports from zone 1
+    assert result.price[0, 0] <= result.price[0, 1] * 1.05 * (1 + 1e-9)
+    assert result.flow[0, 1, 2] == 0
+    assert_books_balance(offers, bids, links, result)
+
+
+def test_chained_bans_ship_nothing_on_a_banned_link():
+    """Zone 0 may not ship to zone 1, and zone 1 not to zone 2: both 1 and 2 buy through
+    the restricted hub, and zone 1 still sends nothing to zone 2 (a review found it did)."""
+    banned = np.zeros((3, 3), dtype=bool)
+    banned[0, 1] = banned[1, 2] = True
+    offers, bids, links = one_product([10.0, 200.0, 5.0], [30.0, 20.0, 80.0], banned=banned)
+    result = settle(offers, bids, links)
+    assert result.flow[0, 0, 1] == 0 and result.flow[0, 1, 2] == 0
+    assert_books_balance(offers, bids, links, result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds)
+def test_random_chained_bans_never_use_a_banned_link(seed):
+    rng = np.random.default_rng(seed)
+    offers, bids, links = random_market(rng, n_zones=5)
+    banned = links.banned | (rng.random(links.banned.shape) < 0.15)
+    links = dataclasses.replace(links, banned=banned)
+    result = settle(offers, bids, links, months=3)
+    assert_books_balance(offers, bids, links, result)
+
+
+def test_a_glut_at_the_price_floor_stays_with_its_sellers():
+    """Sellers at zero cost offer more than buyers take even at the price floor: importers
+    get what they want there, no more (a review found up to twice as much)."""
+    banned = np.zeros((3, 3), dtype=bool)
+    banned[1, 0] = True
+    offers, bids, links = one_product([1000.0, 0.0, 500.0], [0.1, 0.0, 100.0], banned=banned,
+                                      cost=[1.0, 1.0, 0.0], elasticity=-0.05)
+    result = clear(offers, bids, links)
+    assert (result.bought <= bids.want(result.price) * (1 + 1e-12)).all()
+    assert_books_balance(offers, bids, links, result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds, st.floats(-0.1, -0.01))
+def test_near_zero_elasticity_with_free_sellers_never_overfills_a_buyer(seed, elasticity):
+    rng = np.random.default_rng(seed)
+    offers, bids, links = random_market(rng, zeros=True)
+    offers = dataclasses.replace(offers, cost=np.where(rng.random(offers.cost.shape) < 0.5, 0.0, offers.cost))
+    bids = dataclasses.replace(bids, elasticity=elasticity)
+    assert_books_balance(offers, bids, links, clear(offers, bids, links))

@@ -13,8 +13,8 @@ from mesa.experimental.scenarios import Scenario as MesaScenario
 from abm import RareEarthModel, Scenario, ScenarioError, evaluate, label_batch_run, outcome_names
 from abm.batch import load_experiment, run_batch
 from abm.batch.report import _sensitivity_text, flag_unconverged, write_report
-from abm.metrics import METRICS, UNITS, metric_names, parse_metric
-from abm.run import run_metrics, tidy_agent_series, tidy_series
+from abm.metrics import METRICS, STAGES, UNITS, metric_names, parse_metric
+from abm.run import run_metrics, tidy_agent_series, tidy_product_series, tidy_series
 from tests.conftest import EXPERIMENTS
 
 SHORT = {"horizon_months": 12, "shock_start": 2}
@@ -39,14 +39,14 @@ def test_ema_integer_and_boolean_parameters_reach_evaluate_and_replications_diff
     # A scalar outcome of a ReplicatorModel aggregates the replications with its function.
     model.outcomes = [
         ema.ScalarOutcome("tension_spread", variable_name="mean_tension_index", function=np.std),
-        ema.ScalarOutcome("shortfall_spread", variable_name="shortfall_outside_exporter_t", function=np.std),
+        ema.ScalarOutcome("volatility_spread", variable_name="world_price_volatility_fraction_Nd", function=np.std),
         ema.ScalarOutcome("tension_first_seed", variable_name="mean_tension_index", function=lambda v: v[0]),
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         experiments, outcomes = ema.perform_experiments(model, scenarios=2)
     assert len(experiments) == 2
-    assert np.all(outcomes["tension_spread"] > 0) and np.all(outcomes["shortfall_spread"] > 0)  # 3 seeds, 3 runs
+    assert np.all(outcomes["tension_spread"] > 0) and np.all(outcomes["volatility_spread"] > 0)  # 3 seeds, 3 runs
     first = experiments.iloc[0]
     direct = evaluate(seed=1, horizon_months=12, shock_start=int(first["shock_start"]),
                       agreement=bool(first["agreement"]), quota_cut=float(first["quota_cut"]))
@@ -89,7 +89,7 @@ def test_every_metric_name_follows_the_grammar_of_the_catalogue():
     names = list(run_metrics(model))
     assert names == metric_names(model.elements, model.programmes.names)
     assert len(names) == len(set(names))
-    suffixes = {"", *model.elements, *model.programmes.names}
+    suffixes = {"", *model.elements, *STAGES, *model.programmes.names}
     for name in names:
         metric, suffix = parse_metric(name)
         assert metric.unit in UNITS and suffix in suffixes, name
@@ -161,9 +161,10 @@ def test_batch_run_rows_carry_per_agent_data_with_record_agents():
     )
     model = RareEarthModel(rng=3, **parameters)
     assert len(with_agents) == len(model.agents)  # one row per agent
-    importers = [row for row in with_agents if row["agent_type"] == "Importer"]
-    assert len(importers) == len(model.importers) and all(row["shortfall_t"].shape == (6,) for row in importers)
-    assert {row["agent_type"] for row in with_agents} >= {"ExportingNation", "Refiner", "Importer", "Recycler"}
+    users = [row for row in with_agents if row["agent_type"] == "EndUser"]
+    assert len(users) == len(model.end_users)
+    assert all(row["shortfall_t"].shape == (len(model.products),) for row in users)
+    assert {row["agent_type"] for row in with_agents} >= {"ExportingNation", "Converter", "EndUser", "Recycler"}
     # The model's own records are untouched by the agent columns.
     plain = mesa.batch_run(RareEarthModel, parameters=parameters, rng=[3], max_steps=12, number_processes=1,
                            data_collection_period=-1, display_progress=False)
@@ -177,24 +178,38 @@ def test_tidy_agent_series_adds_up_to_the_model_records():
     while model.running:
         model.step()
     agents = tidy_agent_series(model)
-    columns = ["step", "agent_type", "agent_id", "region", "sector", "variable", "element", "value"]
+    columns = ["step", "agent_type", "agent_id", "region", "sector", "variable", "element", "product", "value"]
     assert list(agents.columns) == columns
     assert set(agents["step"]) == set(range(13))
-    assert set(agents["agent_type"]) == {"ExportingNation", "Refiner", "Importer", "Recycler", "StrategicStockpile"}
-    series = tidy_series(model)
+    assert set(agents["agent_type"]) == {"ExportingNation", "Converter", "EndUser", "Recycler", "StrategicStockpile"}
+    series, products = tidy_series(model), tidy_product_series(model)
 
-    def model_total(variable):
-        return series[series["variable"] == variable].groupby(["step", "element"], observed=True)["value"].sum()
+    def model_total(table, variable, item):
+        rows = table[(table["variable"] == variable) & (table["partner"] == "all")] if item == "product" else \
+            table[table["variable"] == variable]
+        return rows.groupby(["step", item], observed=True)["value"].sum()
 
-    def agent_total(variable):
-        return agents[agents["variable"] == variable].groupby(["step", "element"], observed=True)["value"].sum()
+    def agent_total(variable, item, agent_type=None):
+        rows = agents[agents["variable"] == variable]
+        if agent_type:
+            rows = rows[rows["agent_type"] == agent_type]
+        return rows.groupby(["step", item], observed=True)["value"].sum()
 
-    for agent_variable, variable in (("shortfall_t", "shortfall"), ("mined_t", "mined"), ("exports_t", "exports"),
-                                     ("spend_usd", "spend"), ("recycled_t", "recycled")):
-        assert agent_total(agent_variable).to_numpy() == pytest.approx(model_total(variable).to_numpy()), variable
-    importers = agents[agents["agent_type"] == "Importer"]
-    assert (importers["sector"] != "").all() and (agents.loc[agents["agent_type"] != "Importer", "sector"] == "").all()
-    capacity = agents[agents["variable"] == "separation_capacity_t"]
+    for agent_variable, variable in (("mined_t", "mined"), ("exports_t", "exports"), ("recycled_t", "recycled")):
+        assert agent_total(agent_variable, "element").to_numpy() == pytest.approx(
+            model_total(series, variable, "element").to_numpy()), variable
+    assert agent_total("shortfall_t", "product").to_numpy() == pytest.approx(
+        model_total(products, "shortfall", "product").to_numpy())
+    made = agent_total("produced_t", "product", "Converter")
+    recorded = model_total(products, "production", "product")
+    plant_made = [p for p, stage in zip(model.products, model.product_stage, strict=True) if stage != "concentrate"]
+    assert made.loc[:, plant_made].to_numpy() == pytest.approx(recorded.loc[:, plant_made].to_numpy())
+    users = agents[agents["agent_type"] == "EndUser"]
+    plants = agents[agents["agent_type"] == "Converter"]
+    assert (users["sector"] != "").all() and set(plants["sector"]) == {"oxide", "metal", "magnet"}
+    others = agents[~agents["agent_type"].isin(["EndUser", "Converter"])]
+    assert (others["sector"] == "").all()
+    capacity = agents[agents["variable"] == "capacity_t"]
     assert set(capacity["element"]) == {"all"} and (capacity["value"] >= 0).all()
 
 
@@ -217,7 +232,7 @@ record_every = 6
 series = ["price"]
 [factors]
 quota_cut = {{low = 0.0, high = 0.8}}
-"market.price_adjustment" = {{low = 0.05, high = 0.3}}
+"market.holdback" = {{low = 0.5, high = 3.0}}
 """
 
 
@@ -333,4 +348,4 @@ def test_morris_indices_carry_the_interval_of_mu_star(tmp_path):
     assert not [w for w in caught if "SALib" in str(w.filename)]
     assert {"mu_star", "mu_star_conf", "sigma"} <= set(indices.columns) and "unconverged" not in indices
     by_factor = indices.groupby("factor")["mu_star"].mean()
-    assert by_factor["quota_cut"] == pytest.approx(8.0) and by_factor["market.price_adjustment"] == pytest.approx(0.0)
+    assert by_factor["quota_cut"] == pytest.approx(8.0) and by_factor["market.holdback"] == pytest.approx(0.0)

@@ -24,5 +24,7 @@ def test_batch_run_sweeps_model_keywords_and_stops_at_the_horizon():
 def test_agents_are_grouped_by_type():
     model = RareEarthModel(rng=1, horizon_months=1)
     types = {cls.__name__: len(agents) for cls, agents in model.agents_by_type.items()}
-    assert types["ExportingNation"] == 7 and types["Refiner"] == 5  # nations that mine or separate
-    assert types["Importer"] >= 15 and types["Recycler"] >= 3
+    assert types["ExportingNation"] == 7  # nations that mine or separate
+    assert types["Converter"] == len(model.converters) and types["EndUser"] == len(model.end_users)
+    assert set(model.converters.stage) == {"oxide", "metal", "magnet"}  # separation, metal and magnet plants
+    assert types["EndUser"] >= 15 and types["Recycler"] >= 3

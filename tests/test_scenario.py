@@ -21,7 +21,7 @@ def test_defaults_come_from_the_parameters_table():
     from abm.data import load_calibration
 
     defaults = load_calibration().parameter_defaults("market")
-    assert Scenario().market.price_adjustment == defaults["price_adjustment"]
+    assert Scenario().market.holdback == defaults["holdback"]
 
 
 BAD_INPUTS = [

@@ -94,7 +94,7 @@ def test_ree_viz_in_a_real_browser(ree_viz, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1500, "height": 1650},
+            viewport={"width": 1500, "height": 2600},  # tall enough for all nine charts in the screenshot
         )
         try:
             page = browser.new_page()
@@ -109,7 +109,11 @@ def test_ree_viz_in_a_real_browser(ree_viz, tmp_path):
             expect(step).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Now: month 0 (Jan 2025)")).to_be_visible()
             charts = page.locator("img")
-            expect(charts).to_have_count(6)
+            expect(charts).to_have_count(9)
+            # The supply-chain charts of issue 10 (product prices, production by stage,
+            # supply by origin) follow the six element charts; the last one is drawn.
+            expect(charts.nth(8)).to_have_js_property("complete", True)
+            assert charts.nth(8).evaluate("image => image.naturalWidth") > 0
             first_charts = charts.evaluate_all("images => images.map(i => i.src)")
 
             # Move the controls: another scenario, a deeper cut that starts at once.
@@ -128,7 +132,7 @@ def test_ree_viz_in_a_real_browser(ree_viz, tmp_path):
             expect(page.get_by_text("Time: 4.0")).to_be_visible()  # Mesa's own step counter
 
             later_charts = charts.evaluate_all("images => images.map(i => i.src)")
-            assert len(later_charts) == 6
+            assert len(later_charts) == 9
             assert all(a != b for a, b in zip(first_charts, later_charts, strict=True))
             page.wait_for_timeout(500)  # let the last images paint
             screenshot = Path(os.environ.get("REE_VIZ_SCREENSHOT") or tmp_path / "viz.png")

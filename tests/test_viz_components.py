@@ -199,6 +199,118 @@ def test_trade_network_marks_links_closed_by_the_quota_dashed_red(shocked):
     assert widths[f"{biggest[0]}->{biggest[1]}{' restricted' if biggest[3] else ''}"] == max(widths.values())
 
 
+# ------------------------------------------------------------ the supply chain, by product
+def test_product_price_chart_shows_the_recorded_price_of_each_product_by_region(shocked):
+    """No product: this month's price of every product with the element, one row per
+    product, one column per region; one product: its price in each region over time."""
+    recorded = charts.history(shocked, "product_price")  # [T, P, R]
+    rows = [p for p, name in enumerate(shocked.products) if shocked.chain.content[p, shocked.elements.index("Dy")] > 0]
+    assert [shocked.product_stage[p] for p in rows] == sorted(
+        (shocked.product_stage[p] for p in rows), key=["concentrate", "oxide", "metal", "magnet"].index
+    )
+    assert {"Dy_oxide", "DyFe_alloy", "magnet_UH"} <= {shocked.products[p] for p in rows}
+    assert "magnet_N" not in {shocked.products[p] for p in rows}  # no Dy in it
+    np.testing.assert_array_equal(charts.product_prices(shocked, "Dy"), recorded[-1, rows])
+    figure = charts.product_price_figure(shocked, "Dy")
+    ax = figure.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), recorded[-1, rows] / shocked.product_reference[rows, None])
+    assert [t.get_text() for t in ax.get_yticklabels()] == [shocked.products[p] for p in rows]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(shocked.regions)
+    assert "USD/kg" in ax.get_title() and "month 8" in ax.get_title()
+
+    p = shocked.products.index("magnet_N")
+    ax = charts.product_price_figure(shocked, "Nd", "magnet_N").axes[0]
+    assert ax.get_yscale() == "log" and "USD/kg" in ax.get_ylabel() and "month" in ax.get_xlabel()
+    lines = {line.get_label(): line.get_ydata() for line in ax.get_lines() if line.get_label() in shocked.regions}
+    assert list(lines) == list(shocked.regions)
+    for r, region in enumerate(shocked.regions):
+        np.testing.assert_array_equal(lines[region], recorded[:, p, r])
+    assert len(ax.patches) >= 1  # CN's quota on Nd (in magnet_N) is shaded
+
+
+def test_production_chart_shows_recorded_production_by_stage_and_region(shocked):
+    e = shocked.elements.index("Nd")
+    made = charts.history(shocked, "production")[-1] * shocked.chain.content[:, e, None]  # [P, R] t Nd oxide
+    by_stage = charts.production_by_stage(shocked, "Nd")
+    assert charts.stages(shocked) == ("concentrate", "oxide", "metal", "magnet")
+    stage = np.array(shocked.product_stage)
+    for s, name in enumerate(charts.stages(shocked)):
+        np.testing.assert_allclose(by_stage[s], made[stage == name].sum(axis=0))
+    # China mines, separates and makes most of the world's Nd in the base year.
+    cn = shocked.regions.index("CN")
+    assert (by_stage[:, cn] > 0.5 * by_stage.sum(axis=1)).all()
+    ax = charts.production_figure(shocked, "Nd").axes[0]
+    assert "t Nd oxide/month" in ax.get_ylabel()
+    bars = {}
+    for container in ax.containers:
+        bars[container.get_label()] = [bar.get_height() for bar in container]
+    assert set(bars) == {shocked.regions[r] for r in range(len(shocked.regions)) if by_stage[:, r].sum() > 0}
+    for region, heights in bars.items():
+        np.testing.assert_allclose(heights, by_stage[:, shocked.regions.index(region)])
+
+    p = shocked.products.index("NdPr_metal")
+    ax = charts.production_figure(shocked, "Nd", "NdPr_metal").axes[0]
+    assert "t metal/month" in ax.get_ylabel() and "month" in ax.get_xlabel()
+    stacked = ax.collections[0].get_paths()[0].vertices  # the first region's band: its top edge
+    first = next(r for r in range(len(shocked.regions)) if charts.history(shocked, "production")[1:, p, r].sum() > 0)
+    top = charts.history(shocked, "production")[1:, p, first]
+    assert np.isclose(stacked[:, 1].max(), top.max())
+
+
+def test_origin_chart_reads_import_dependency_from_the_recorded_origin_shares(shocked):
+    """Each region's supply by origin per stage: the recorded ``product_origin``, weighted
+    within a stage by what the region received of each product."""
+    origin = charts.history(shocked, "product_origin")[-1]  # [P, to, origin]
+    got = charts.received(shocked)
+    imports = charts.history(shocked, "product_flow")[-1].sum(axis=1)  # [P, to]
+    assert (got >= imports - 1e-6).all()  # what a region received includes its imports
+    assert got[[p for p, s in enumerate(shocked.product_stage) if s == "magnet"]].sum() > 0
+
+    shares = charts.origin_shares(shocked, "Dy")
+    assert list(shares) == ["concentrate", "oxide", "metal", "magnet"]
+    # One product carries Dy at the oxide and metal stages: its shares as recorded.
+    # (a region whose buyers got none of it shows no bar, though its sellers' pool has a mix)
+    for stage, product in (("oxide", "Dy_oxide"), ("metal", "DyFe_alloy")):
+        p = shocked.products.index(product)
+        received = got[p] > 0
+        np.testing.assert_allclose(shares[stage][received], origin[p][received])
+        assert (shares[stage][~received] == 0).all()
+    # Magnets: the Dy-bearing grades, weighted by the Dy each region received in each.
+    dy = shocked.elements.index("Dy")
+    grades = [p for p, s in enumerate(shocked.product_stage) if s == "magnet" and shocked.chain.content[p, dy] > 0]
+    weight = got[grades] * shocked.chain.content[grades, dy, None]
+    eu = shocked.regions.index("EU")
+    expected = (weight[:, eu, None] * origin[grades, eu]).sum(axis=0) / weight[:, eu].sum()
+    np.testing.assert_allclose(shares["magnet"][eu], expected)
+    for share in shares.values():
+        assert (share >= -1e-12).all() and (share.sum(axis=1) <= 1 + 1e-9).all()
+    cn = shocked.regions.index("CN")
+    assert shares["magnet"][eu, cn] > 0.5  # the EU's magnets come mostly from China
+
+    p = shocked.products.index("magnet_N")
+    single = charts.origin_shares(shocked, "Nd", "magnet_N")
+    assert list(single) == ["magnet"]
+    np.testing.assert_array_equal(single["magnet"], origin[p])
+
+    figure = charts.origin_figure(shocked, "Dy")
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(shares)
+    magnet = panels[-1]
+    cn_bars = next(c for c in magnet.containers if c.get_label() == "CN")
+    widths = {round(bar.get_y() + bar.get_height() / 2): bar.get_width() for bar in cn_bars}  # row -> width
+    for r in range(len(shocked.regions)):
+        assert np.isclose(widths.get(r, 0.0), shares["magnet"][r, cn], atol=1e-4)
+    assert f"{100 * shares['magnet'][eu, cn]:.0f}" in {t.get_text() for t in magnet.texts}
+    assert "% of what the region received" in panels[-1].get_xlabel()
+    assert len(charts.origin_figure(shocked, "Nd", "magnet_N").axes) == 1
+
+
+def test_a_product_chosen_in_the_header_narrows_the_supply_chain_charts(shocked):
+    assert app.chosen_product(shocked, "magnet_H") == "magnet_H"
+    assert app.chosen_product(shocked, app.EVERY_PRODUCT) is None
+    assert app.chosen_product(shocked, "no_such_product") is None  # e.g. after Reset to another base year
+
+
 def test_status_says_what_runs_and_what_holds(shocked):
     lines = "\n".join(app.run_lines(shocked) + app.element_lines(shocked, "Nd"))
     assert "quota_shock (quota_shock.toml)" in lines
@@ -241,7 +353,7 @@ def test_page_shows_controls_charts_and_the_element_selector():
     assert select.v_model == "baseline.toml" and "quota_shock.toml" in select.items
     assert [w.children[0] for w in rc.find(v.Btn).widgets if w.children and w.children[0] in ("Nd", "Dy")] == ["Nd", "Dy"]
     pictures = images(rc)
-    assert len(pictures) == 6 and all(p.startswith(b"\x89PNG") for p in pictures)
+    assert len(pictures) == 9 and all(p.startswith(b"\x89PNG") for p in pictures)
     assert "month 0 (Jan 2025)" in header(rc)
 
 
@@ -262,6 +374,18 @@ def test_choosing_an_element_redraws_for_it():
     rc.find(v.BtnToggle).widget.v_model = 2  # Dy
     assert "Dy world price" in header(rc)
     assert images(rc) != before
+
+
+def test_choosing_a_product_redraws_the_supply_chain_charts_only():
+    rc = render_page()
+    click(rc, "Step")
+    before = images(rc)
+    select = rc.find(v.Select, label="Product").widget
+    assert select.v_model == app.EVERY_PRODUCT and "magnet_N" in select.items
+    select.v_model = "magnet_N"
+    after = images(rc)
+    assert after[:6] == before[:6]
+    assert all(a != b for a, b in zip(before[6:], after[6:], strict=True))
 
 
 def test_changed_controls_take_effect_on_reset():

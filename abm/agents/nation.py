@@ -1,4 +1,4 @@
-"""ExportingNation: a nation that mines or separates, and the export rules it sets."""
+"""ExportingNation: a nation that mines or makes rare earth products, and the export rules it sets."""
 
 import mesa
 import numpy as np
@@ -16,17 +16,18 @@ class ExportingNation(mesa.Agent):
     falls when prices at home fall (e.g. behind a binding export quota), never rises
     above capacity (new capacity takes years: the model's investment step).
 
-    The export cap is ``(1 - quota_cut) x reference exports``: the reference is the
-    mean of the last twelve months of actual oxide exports, frozen while a quota is in
+    Its export rules are per product (concentrates, oxides, metals, magnets): the export
+    cap is ``(1 - quota_cut) x reference exports``: the reference is the mean of the last
+    twelve months of actual exports of each product, frozen while a quota is in
     force so that a 40 % cut stays a cut of normal trade, not of last month's reduced
     trade. A quota in tonnes (China's 2009-2014 quotas were tonnes of REO, all elements
-    together) is split over the elements it covers in proportion to that reference
-    (``_split``); a quota on every element covers the nation's whole REO output, of
-    which the modelled oxides are only a share (``modelled_share``), so it allows that
-    share of its tonnes. Where several apply, the tightest cap wins. ``export_tax`` [E] is the ad
-    valorem tax on its exports: the market keeps the price it sells abroad at that
-    much above its domestic price (``abm.market.update_prices``). A nation that only
-    separates (Malaysia) has no mines but can restrict too.
+    together) is split over the products it covers in proportion to the REO content of
+    that reference (``_split``); a quota on every element covers the nation's whole REO
+    output, of which the modelled oxides are only a share (``modelled_share``), so it
+    allows that share of its tonnes. Where several apply, the tightest cap wins.
+    ``export_tax`` [P] is the ad valorem tax on its exports: a wedge on every link out of
+    it (``abm.trade``). A nation that only separates (Malaysia) has no mines but can
+    restrict too.
 
     Unofficial supply: while a quota is in force and the export price stands above the
     domestic price plus tax, smuggling moves up to ``smuggling_share`` of the reference
@@ -45,6 +46,7 @@ class ExportingNation(mesa.Agent):
         basket: np.ndarray,
         reference_price: np.ndarray,
         reference_exports: np.ndarray,
+        reo_content: np.ndarray,
     ) -> None:
         super().__init__(model)
         self.code = code
@@ -52,38 +54,29 @@ class ExportingNation(mesa.Agent):
         self.mine_capacity = np.array(mine_capacity, dtype=float)  # [D] t REO / month
         self.basket = basket
         self._reference_basket_value = basket @ reference_price  # [D] USD/kg of REO
-        self._export_history = np.tile(np.asarray(reference_exports, dtype=float), (12, 1))  # [12, E]
-        self.export_reference = self._export_history.mean(axis=0)  # [E] t / month
-        self.export_cap = np.full(basket.shape[1], np.inf)
-        self.export_tax = np.zeros(basket.shape[1])
+        self.reo_content = reo_content  # [P] t REO per t of each product
+        self._export_history = np.tile(np.asarray(reference_exports, dtype=float), (12, 1))  # [12, P]
+        self.export_reference = self._export_history.mean(axis=0)  # [P] t / month
+        n_products = len(reo_content)
+        self.export_cap = np.full(n_products, np.inf)
+        self.export_tax = np.zeros(n_products)
         mined_reo = float(self.mine_capacity.sum())
         self.modelled_share = float(self.mine_capacity @ basket.sum(axis=1)) / mined_reo if mined_reo > 0 else 1.0
-        self.banned = np.zeros((basket.shape[1], len(model.regions)), dtype=bool)  # [E, R] destinations barred
-        self.mined = np.zeros(basket.shape[1])
-        self.concentrate = np.zeros(basket.shape[1])  # [E] t of each oxide in unsold concentrate
+        self.banned = np.zeros((n_products, len(model.regions)), dtype=bool)  # [P, R] destinations barred
+        self.mined = np.zeros(basket.shape[1])  # [E] t of each element's oxide mined this month
+        self.output = np.zeros(len(self.mine_capacity))  # [D] t REO of concentrate mined this month
+        self.concentrate = np.zeros(len(self.mine_capacity))  # [D] t REO of concentrate unsold
         self.project_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of new mines running
         self._projects: list[tuple[int, float, int, int]] = []  # deposit, t / month, online, ramp
-        self.concentrate_total = 0.0  # t REO incl. elements not modelled
 
     def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
         """Mine this month at the price producers get at home (a price floor included);
         ``outage`` [D] is the share of each deposit type's output lost."""
         value_ratio = (self.basket @ domestic_price) / self._reference_basket_value
         utilisation = np.minimum(1.0, value_ratio**supply_elasticity)
-        output = (self.mine_capacity + self.project_capacity) * utilisation * (1.0 - outage)
-        self.mined = output @ self.basket
-        self.concentrate = self.concentrate + self.mined
-        self.concentrate_total += float(output.sum())
-
-    def ship_concentrate(self, tonnes: float) -> np.ndarray:
-        """Hand ``tonnes`` of total REO to a refiner; return the modelled oxides in it."""
-        if tonnes <= 0.0 or self.concentrate_total <= 0.0:
-            return np.zeros_like(self.concentrate)
-        fraction = min(1.0, tonnes / self.concentrate_total)
-        shipped = self.concentrate * fraction
-        self.concentrate = self.concentrate - shipped
-        self.concentrate_total -= tonnes
-        return shipped
+        self.output = (self.mine_capacity + self.project_capacity) * utilisation * (1.0 - outage)
+        self.mined = self.output @ self.basket
+        self.concentrate = self.concentrate + self.output
 
     def set_export_policy(
         self,
@@ -92,10 +85,10 @@ class ExportingNation(mesa.Agent):
         tonnage_quotas: tuple[tuple[float, np.ndarray], ...] = (),
         export_tax: np.ndarray | None = None,
     ) -> None:
-        """Adopt this month's rules: ``quota_cut`` [E] share of reference exports withheld,
-        ``banned`` [E, R] destinations that may not buy each element, ``tonnage_quotas``
-        (t REO / month, [E] elements covered together) and ``export_tax`` [E]. Every cap
-        applies; an element under several gets the tightest."""
+        """Adopt this month's rules: ``quota_cut`` [P] share of reference exports withheld,
+        ``banned`` [P, R] destinations that may not buy each product, ``tonnage_quotas``
+        (t REO / month, [P] products covered together) and ``export_tax`` [P]. Every cap
+        applies; a product under several gets the tightest."""
         cap = np.where(quota_cut > 0, (1.0 - quota_cut) * self.export_reference, np.inf)
         for tonnes, covered in tonnage_quotas:
             cap = np.where(covered, np.minimum(cap, self._split(tonnes, covered)), cap)
@@ -104,21 +97,22 @@ class ExportingNation(mesa.Agent):
         self.export_tax = np.zeros_like(self.export_tax) if export_tax is None else export_tax
 
     def _split(self, tonnes: float, covered: np.ndarray) -> np.ndarray:
-        """[E] a tonnage quota on the ``covered`` elements, element by element: in
-        proportion to the frozen reference exports or, for a nation that has not exported
-        them, to what its mines and projects would yield; a quota on every element counts
+        """[P] t of each covered product a tonnage quota (t REO) allows: split in
+        proportion to the REO in the frozen reference exports or, for a nation that has
+        not exported them, evenly over the products; a quota on every product counts
         every rare earth, of which the modelled oxides are ``modelled_share``."""
-        weight = np.where(covered, self.export_reference, 0.0)
+        weight = np.where(covered, self.export_reference * self.reo_content, 0.0)
         if weight.sum() <= 0:
-            weight = np.where(covered, (self.mine_capacity + self.project_capacity) @ self.basket, 0.0)
-        if weight.sum() <= 0:
-            weight = covered.astype(float)
-        return tonnes * (self.modelled_share if covered.all() else 1.0) * weight / weight.sum()
+            weight = np.where(covered, self.reo_content, 0.0)
+        reo = tonnes * (self.modelled_share if covered.all() else 1.0) * weight / weight.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(covered, reo / np.where(self.reo_content > 0, self.reo_content, 1.0), np.inf)
 
     def unofficial_allowance(
         self, world_price: np.ndarray, domestic_price: np.ndarray, smuggling_share: float
     ) -> np.ndarray:
-        """[E] t that may leave outside the quota this month, from last month's premium."""
+        """[P] t that may leave outside the quota this month, from last month's premium
+        (``world_price`` and ``domestic_price`` [P] USD/kg)."""
         premium = np.clip(world_price / (domestic_price * (1.0 + self.export_tax)) - 1.0, 0.0, 1.0)
         return np.where(np.isfinite(self.export_cap), smuggling_share * premium * self.export_reference, 0.0)
 

@@ -22,7 +22,9 @@ import pandas as pd  # noqa: E402
 
 from abm.batch.experiment import NO_POLICY  # noqa: E402
 from abm.figures import element_grid, save_figure  # noqa: E402
-from abm.metrics import bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric  # noqa: E402
+from abm.metrics import (  # noqa: E402
+    METRICS, STAGES, bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric,
+)
 from abm.output import atomic_write  # noqa: E402
 from abm.scenario import Scenario, setting_value  # noqa: E402
 
@@ -31,6 +33,12 @@ OUTCOMES = (
     "shortfall_outside_exporter_t", "resilience_loss_months", "shortfall_depth_fraction", "recovery_months",
     "unserved_value_usd", "world_price_volatility_fraction_Dy", "world_price_volatility_fraction_Nd",
     "world_price_peak_ratio_Dy",
+)
+# The supply chain section: per stage, the share of importers' supply made in the
+# exporter; the shortfall at magnet users and at the other end uses (t of product).
+SUPPLY_CHAIN_OUTCOMES = (
+    *(m.name(stage) for stage in STAGES for m in METRICS.values() if m.per == "stage"),
+    *(m.name() for m in METRICS.values() if m.unit == "tproduct"),
 )
 # Outcomes whose sensitivity indices the report shows.
 SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
@@ -41,20 +49,28 @@ def _factor_columns(metrics: pd.DataFrame) -> list[str]:
     return [c for c in metrics.columns if c.startswith("factor.")]
 
 
-def summarise(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Mean and 95 % bootstrap interval of each outcome and of policy cost, per design point and policy."""
+def summarise(metrics: pd.DataFrame, rng: np.random.Generator, outcomes: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Mean and 95 % bootstrap interval (``<outcome>_mean``, ``_low``, ``_high``) of each
+    of ``outcomes`` (default: OUTCOMES and policy cost), per design point and policy."""
     rows = []
     keys = ["point_id", "policy"]
     for (point, policy), group in metrics.groupby(keys, sort=True):
         row = {"point_id": point, "policy": policy, "runs": len(group)}
         row.update({c: group[c].iloc[0] for c in _factor_columns(group)})
-        for outcome in (*OUTCOMES, "policy_cost_usd"):
+        for outcome in (*OUTCOMES, "policy_cost_usd") if outcomes is None else outcomes:
             values = group[outcome].to_numpy(dtype=float)
             low, high = bootstrap_mean_ci(values, rng, RESAMPLES)
             row.update({f"{outcome}_mean": values.mean(), f"{outcome}_low": low, f"{outcome}_high": high})
         rows.append(row)
     summary = pd.DataFrame(rows)
     return summary.sort_values([*_factor_columns(summary), "policy"], ignore_index=True)
+
+
+def supply_chain_summary(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame | None:
+    """``summarise`` of the SUPPLY_CHAIN_OUTCOMES the runs report, per design point and
+    policy, with the same bootstrap intervals; None for a store made before they existed."""
+    outcomes = tuple(name for name in SUPPLY_CHAIN_OUTCOMES if name in metrics.columns)
+    return summarise(metrics, rng, outcomes) if outcomes else None
 
 
 def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -347,11 +363,15 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     summary = summarise(ok, rng)
     gained = resilience_gained(ok, rng)
     figures = folder / "figures"
+    supply = supply_chain_summary(ok, rng)  # after the others: their intervals keep their random numbers
     atomic_write(folder / "summary.csv", lambda h: summary.to_csv(h, index=False))
     written.append(folder / "summary.csv")
     if not gained.empty:
         atomic_write(folder / "resilience_gained.csv", lambda h: gained.to_csv(h, index=False))
         written.append(folder / "resilience_gained.csv")
+    if supply is not None:
+        atomic_write(folder / "supply_chain.csv", lambda h: supply.to_csv(h, index=False))
+        written.append(folder / "supply_chain.csv")
     if "price" in set(series.get("variable", pd.Series(dtype=str))):
         plot_fan_charts(series, ok, figures / "price_fan_none.png")
         written.append(figures / "price_fan_none.png")
@@ -365,13 +385,14 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
         written += [folder / "sensitivity_indices.csv", figures / "sensitivity.png"]
     if write_ema(metrics, folder / "ema_results.tar.gz", experiment, series):
         written.append(folder / "ema_results.tar.gz")
-    report = _report_text(manifest, metrics, summary, gained, indices, [p for p in written if p.suffix == ".png"], folder)
+    figures_written = [p for p in written if p.suffix == ".png"]
+    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply)
     atomic_write(folder / "report.md", lambda h: h.write(report))
     written.append(folder / "report.md")
     return written
 
 
-def _report_text(manifest, metrics, summary, gained, indices, figures, folder: Path) -> str:
+def _report_text(manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None) -> str:
     failed = int((metrics["status"] != "ok").sum()) if "status" in metrics else 0
     lines = [
         f"# {manifest.get('experiment')}: batch report",
@@ -419,10 +440,39 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
         "recovery_months_mean": metric_label("recovery_months"),
     })
     lines += ["## Summary by design point and policy", "", markdown_table(summary, columns), ""]
+    if supply is not None:
+        lines += _supply_chain_text(supply)
     if indices is not None:
         lines += _sensitivity_text(indices)
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
     return "\n".join(lines)
+
+
+def _supply_chain_text(supply: pd.DataFrame) -> list[str]:
+    """The supply chain section: each outcome of ``supply_chain_summary`` as ``mean [low,
+    high]``, per design point and policy."""
+    outcomes = [name for name in SUPPLY_CHAIN_OUTCOMES if f"{name}_mean" in supply.columns]
+    cells = supply[["policy", "runs", *_factor_columns(supply)]].copy()
+    for name in outcomes:
+        cells[name] = [
+            f"{format_number(mean)} [{format_number(low)}, {format_number(high)}]"
+            for mean, low, high in supply[[f"{name}_mean", f"{name}_low", f"{name}_high"]].itertuples(index=False)
+        ]
+    columns = {"policy": "policy", "runs": "runs"}
+    columns.update({c: c.removeprefix("factor.") for c in _factor_columns(supply)})
+    columns.update({name: metric_label(name) for name in outcomes})
+    return [
+        "## Supply chain: where importers' supply is made, and shortfall by end use",
+        "",
+        "For the importing regions outside the dominant exporter together: the share of what their buyers "
+        "(plants and end users) received of each stage's products over the run that was made in the exporter "
+        "(re-exports traced to their maker; receipts of untraced origin count in the total), and the cumulative "
+        "shortfall at magnet users (t of magnets) and at the other end uses (t of oxide). Each cell is the mean "
+        "over replications and its 95 % bootstrap interval [low, high]; `supply_chain.csv` has the numbers.",
+        "",
+        markdown_table(cells, columns),
+        "",
+    ]
 
 
 def _sensitivity_text(indices: pd.DataFrame) -> list[str]:

@@ -4,8 +4,9 @@ Each browser session gets its own model: ``Page`` builds it with ``solara.use_me
 nothing at module level is shared between visitors (Mesa's own examples build one model
 at import, which every visitor would then step). The sidebar holds Mesa's controls
 (Reset, Play, Step) and the scenario controls (``abm.viz.controls.model_params``); the
-main panel a header (the element shown, the current run in words) above the charts of
-``abm.viz.charts``, redrawn after every step.
+main panel a header (the element and product shown, the current run in words) above
+the charts of ``abm.viz.charts``, redrawn after every step. The supply-chain charts show
+every product that carries the chosen element, or one product chosen in the header.
 """
 
 import functools
@@ -30,14 +31,24 @@ logger = logging.getLogger(__name__)
 
 TITLE = "Rare earth supply chain"
 PLAY_INTERVAL_MS = 150
+# The product select's first choice: every product that carries the chosen element.
+EVERY_PRODUCT = "all with the element"
 
 
 class View:
     """Per-session display choices, shared by the header and every chart."""
 
-    def __init__(self, element: solara.Reactive, log_prices: solara.Reactive) -> None:
+    def __init__(self, element: solara.Reactive, log_prices: solara.Reactive, product: solara.Reactive) -> None:
         self.element = element
         self.log_prices = log_prices
+        self.product = product  # a product name, or EVERY_PRODUCT
+
+
+def chosen_product(model, choice: str) -> str | None:
+    """The product a chart shows for the select's ``choice``: None (every product with
+    the element) for the first choice, or for a product this model does not have (a
+    scenario of another base year after Reset)."""
+    return choice if choice in model.products else None
 
 
 @solara.component
@@ -77,6 +88,17 @@ def chart_components(view: View) -> list[tuple[Callable, int]]:
     def tension(model):
         return Chart(model, lambda: charts.tension_figure(model), [])
 
+    def product_chart(draw, log: bool = False):
+        def component(model):
+            element, choice = view.element.value, view.product.value
+            product = chosen_product(model, choice)
+            if log:
+                logged = view.log_prices.value
+                return Chart(model, lambda: draw(model, element, product, log=logged), [element, product, logged])
+            return Chart(model, lambda: draw(model, element, product), [element, product])
+
+        return component
+
     return [
         (price, 0),
         (element_chart(charts.trade_network_figure), 0),
@@ -84,6 +106,9 @@ def chart_components(view: View) -> list[tuple[Callable, int]]:
         (element_chart(charts.shortfall_figure), 0),
         (element_chart(charts.stockpile_figure), 0),
         (tension, 0),
+        (product_chart(charts.product_price_figure, log=True), 0),
+        (product_chart(charts.production_figure), 0),
+        (product_chart(charts.origin_figure), 0),
     ]
 
 
@@ -166,6 +191,8 @@ def Header(model: solara.Reactive, view: View) -> None:
             solara.Text("Element", style={"font-weight": "bold"})
             solara.ToggleButtonsSingle(value=view.element, values=list(ELEMENTS), dense=True)
             solara.Checkbox(label="Log price axis", value=view.log_prices)
+            with solara.Div(style={"width": "230px"}):
+                solara.Select(label="Product", value=view.product, values=[EVERY_PRODUCT, *current.products], dense=True)
         with solara.Columns([1, 1], style={"font-size": "0.85rem", "margin-top": "8px"}):
             for lines in (run_lines(current), element_lines(current, view.element.value)):
                 with solara.Column(gap="0px"):
@@ -173,7 +200,7 @@ def Header(model: solara.Reactive, view: View) -> None:
                         solara.Text(line)
         solara.Text(
             "Regions: " + ", ".join(f"{code} {name}" for code, name in region_names.items())
-            + ". Shaded months: an export quota on this element is in force.",
+            + ". Shaded months: an export quota on this element (on a chosen product: on one of its elements) is in force.",
             style={"font-size": "0.75rem", "color": "#666", "margin-top": "6px"},
         )
 
@@ -186,7 +213,8 @@ def Page() -> None:
     first_model = solara.use_memo(lambda: BrowserModel(**initial_values(params)), [])
     model = solara.use_reactive(first_model)
     element, log_prices = solara.use_reactive(ELEMENTS[0]), solara.use_reactive(True)
-    view = solara.use_memo(lambda: View(element, log_prices), [])
+    product = solara.use_reactive(EVERY_PRODUCT)
+    view = solara.use_memo(lambda: View(element, log_prices, product), [])
     components = solara.use_memo(lambda: chart_components(view), [])
     Header(model, view)
     SolaraViz(
