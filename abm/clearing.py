@@ -96,7 +96,7 @@ class Bids:
     quantity: np.ndarray
     planning: np.ndarray
     elasticity: float
-    choke: float
+    choke: float | np.ndarray
 
     def want(self, price: np.ndarray) -> np.ndarray:
         """t buyers want at ``price`` [P, Z] USD/kg, up to the choke price (0 above it)."""

@@ -700,7 +700,10 @@ class RareEarthModel(mesa.Model):
             links, previous=self._clearing,
         )
         self._clearing = cleared
-        self.product_price = cleared.price
+        # Where nothing was sold or bought the posted price is no trade's; it never falls
+        # below the sellers' cost floor (a zone whose buyers' choke collapsed posts cost).
+        idle = (cleared.sold <= 0) & (cleared.bought <= 0)
+        self.product_price = np.where(idle, np.maximum(cleared.price, self._cost_floor()), cleared.price)
         self._normal_price += (cleared.price - self._normal_price) / market.price_memory_months
         self.trade_price = cleared.price[self._oxides]  # [E, R] oxide prices trade was done at
         self._settle(stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids)
@@ -845,11 +848,6 @@ class RareEarthModel(mesa.Model):
         self.consumed = users.consumed.sum(axis=0) @ content
         self.losses = self._conversion_losses
         self.stocks = self._total_stocks()
-
-    @property
-    def regional_price(self) -> np.ndarray:
-        """[E, R] this month's oxide prices in every region."""
-        return self.product_price[self._oxides]
 
     def _value_share(self) -> np.ndarray:
         """[P, E] share of each product's oxide value (at reference prices) in each element."""

@@ -207,7 +207,9 @@ def test_a_small_binding_cut_settles_where_elastic_demand_absorbs_it():
     absorb = 0.95 ** (1.0 / runs["cut"].market.short_run_elasticity)
     assert all(binding)
     assert 1.0 + 1e-3 < ratio.max() <= 2.0 * absorb
-    assert ratio[-6:].max() <= ratio.max() * (1 + 1e-9)  # no climb at the end of the cut
+    # no climb at the end of the cut: over its last six months the price moves by at most
+    # 1 % a month on average (version 1 climbed at its clip rate, 12.7 % a month)
+    assert abs(np.log(ratio[-1] / ratio[-7])) / 6 <= 0.01
 
 
 def test_quota_cut_zero_is_the_baseline_and_a_full_cut_is_a_ban_everywhere():
