@@ -130,10 +130,7 @@ def cost_floors(data: SupplyChain, reference_price: np.ndarray, basket: np.ndarr
 def build_chain(data: SupplyChain, calibration: Calibration) -> Chain:
     """The chain of ``data``'s base year, with prices from ``calibration``'s oxide prices."""
     price = reference_prices(data, calibration.reference_price)
-    mined = np.zeros(len(calibration.deposits))
-    for _, deposit, capacity in calibration.mines:
-        mined[calibration.deposits.index(deposit)] += capacity
-    floor = cost_floors(data, price, mined @ calibration.basket)
+    floor = cost_floors(data, price, calibration.mined_by_deposit @ calibration.basket)
     return Chain(data=data, reference_price=price, conversion_floor=floor)
 
 
@@ -172,9 +169,7 @@ def base_year(calibration: Calibration, chain: Chain, separation_yield: float, s
     oxides = chain.stage_index("oxide")
     magnets = chain.stage_index("magnet")
     metals = chain.stage_index("metal")
-    mined = np.zeros(len(calibration.deposits))
-    for _, deposit, capacity in calibration.mines:
-        mined[calibration.deposits.index(deposit)] += capacity
+    mined = calibration.mined_by_deposit
     supply = mined @ calibration.basket * separation_yield  # [E]
 
     per_magnet = data.magnet_use_share.sum(axis=1) @ data.grade_mix  # [P] t of each grade per t of magnets

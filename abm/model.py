@@ -719,8 +719,8 @@ class RareEarthModel(mesa.Model):
         price = self.product_price
         choke = np.full_like(price, self.market.choke_ratio)
         bought_by_plants = (plant_bid.T @ self._plant_onehot) > 0
+        # (a concentrate's value is its oxides' at this month's prices: the markup is on metals and magnets)
         value = self.chain.willingness_to_pay(price, output_markup=self.market.choke_ratio)
-        value[self._concentrates] = self.chain.willingness_to_pay(price)[self._concentrates]
         choke = np.where(bought_by_plants, np.minimum(choke, value / price), choke)
         return np.maximum(choke, MIN_CHOKE)
 
@@ -807,14 +807,17 @@ class RareEarthModel(mesa.Model):
     def world_product_price(self) -> np.ndarray:
         """[P] the world market's price of each product: need-weighted over the importing
         regions outside the dominant exporter."""
-        weight = (self.end_users.need.T @ self._user_onehot)[:, self.world_regions] + 1e-12
-        return (self.product_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
+        return self._world_mean(self.product_price, self.end_users.need.T @ self._user_onehot)
 
     def world_price(self, oxide_price: np.ndarray) -> np.ndarray:
         """[E] the world market's oxide price: weighted by each region's need of the element
         (in every product), over importing regions outside the exporter."""
-        weight = self.demand_by_region[:, self.world_regions] + 1e-12
-        return (oxide_price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
+        return self._world_mean(oxide_price, self.demand_by_region)
+
+    def _world_mean(self, price: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """[K] mean of ``price`` [K, R] over the world regions, weighted by ``weight`` [K, R]."""
+        weight = weight[:, self.world_regions] + 1e-12
+        return (price[:, self.world_regions] * weight).sum(axis=1) / weight.sum(axis=1)
 
     def _zone_prices(self) -> np.ndarray:
         """[E, Z] oxide prices posted in each exporter's domestic zone, then the world market's."""

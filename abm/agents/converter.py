@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
+from abm.agents.member import Member, Row
+
 SEPARATION, METAL, MAGNET = "oxide", "metal", "magnet"  # the stage a plant's outputs belong to
 STAGES = (SEPARATION, METAL, MAGNET)
 # Months over which a plant's expected sales follow its actual sales.
@@ -62,14 +64,14 @@ class Converters:
     def __init__(self, plants: list[Plant], n_products: int, stage_products: dict[str, np.ndarray]) -> None:
         self.stage = np.array([p.stage for p in plants])
         self.region = np.array([p.region for p in plants], dtype=int)
-        self.capacity = np.array([p.capacity for p in plants], dtype=float)
+        installed = np.array([p.capacity for p in plants], dtype=float)
         self.availability = np.ones(len(plants))
         planned = np.array([p.online is not None for p in plants])
         self.planned = planned
-        self.planned_capacity = np.where(planned, self.capacity, 0.0)
+        self.planned_capacity = np.where(planned, installed, 0.0)
         self.online = np.array([p.online if p.online is not None else 0 for p in plants], dtype=int)
         self.ramp_months = np.array([p.ramp_months for p in plants], dtype=int)
-        self.capacity = np.where(planned, self.planned_capacity * ramp_share(0, self.online, self.ramp_months), self.capacity)
+        self.capacity = np.where(planned, self.planned_capacity * ramp_share(0, self.online, self.ramp_months), installed)
         self.makes = np.zeros((len(plants), n_products), dtype=bool)  # [K, P] products it can make
         for stage, products in stage_products.items():
             self.makes[np.ix_(self.stage == stage, products)] = True
@@ -170,34 +172,17 @@ class Converters:
         self.capacity = np.where(self.planned, ramped, self.capacity * monthly_factor)
 
 
-class Converter(mesa.Agent):
+class Converter(Member):
     """One plant, a view into the ``Converters`` arrays (for the app and agent reporters):
     its ``stage`` (the stage of what it makes), ``region``, ``capacity`` t/month, and its
     input and output stocks [P] t."""
 
+    capacity = Row("capacity")  # t/month
+    inputs = Row("inputs")
+    outputs = Row("outputs")
+    produced = Row("produced")
+    sold = Row("sold")
+
     def __init__(self, model: mesa.Model, population: Converters, index: int) -> None:
-        super().__init__(model)
-        self.population, self.index = population, index
-        self.region_index = int(population.region[index])
-        self.region = model.regions[self.region_index]
+        super().__init__(model, population, index)
         self.stage = str(population.stage[index])
-
-    @property
-    def capacity(self) -> float:
-        return float(self.population.capacity[self.index])
-
-    @property
-    def inputs(self) -> np.ndarray:
-        return self.population.inputs[self.index]
-
-    @property
-    def outputs(self) -> np.ndarray:
-        return self.population.outputs[self.index]
-
-    @property
-    def produced(self) -> np.ndarray:
-        return self.population.produced[self.index]
-
-    @property
-    def sold(self) -> np.ndarray:
-        return self.population.sold[self.index]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
+from abm.agents.member import Member, Row
+
 from abm.metrics import USD_PER_T_PER_USD_PER_KG
 from abm.scenario import MarketParameters
 
@@ -153,37 +155,17 @@ class Substitutes:
         return cls(common=holds & ~extra, extra=extra, shift=shift)
 
 
-class EndUser(mesa.Agent):
+class EndUser(Member):
     """One end user, a view into the ``EndUsers`` arrays: its ``sector`` (end use or oxide
     sector) in ``region``, and its need, receipts, shortfall and stock [P] t."""
 
+    need = Row("need")
+    received = Row("received")
+    shortfall = Row("shortfall")
+    stock = Row("stock")
+    spend = Row("spend")
+    intensity = Row("intensity")
+
     def __init__(self, model: mesa.Model, population: EndUsers, index: int) -> None:
-        super().__init__(model)
-        self.population, self.index = population, index
-        self.region_index = int(population.region[index])
-        self.region = model.regions[self.region_index]
+        super().__init__(model, population, index)
         self.sector = population.sector[index]
-
-    @property
-    def need(self) -> np.ndarray:
-        return self.population.need[self.index]
-
-    @property
-    def received(self) -> np.ndarray:
-        return self.population.received[self.index]
-
-    @property
-    def shortfall(self) -> np.ndarray:
-        return self.population.shortfall[self.index]
-
-    @property
-    def stock(self) -> np.ndarray:
-        return self.population.stock[self.index]
-
-    @property
-    def spend(self) -> np.ndarray:
-        return self.population.spend[self.index]
-
-    @property
-    def intensity(self) -> np.ndarray:
-        return self.population.intensity[self.index]

@@ -84,6 +84,14 @@ class Calibration:
         return self.basket[self.deposits.index(deposit)]
 
     @property
+    def mined_by_deposit(self) -> np.ndarray:
+        """[D] t REO/yr of base-year mine capacity of each deposit type (``deposits`` order), all nations."""
+        mined = np.zeros(len(self.deposits))
+        for _, deposit, capacity in self.mines:
+            mined[self.deposits.index(deposit)] += capacity
+        return mined
+
+    @property
     def producers(self) -> tuple[str, ...]:
         """Regions that mine or separate, now or once their projects are online, in region
         order: only they have exports to restrict."""

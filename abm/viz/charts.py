@@ -80,6 +80,16 @@ def quota_months(model: RareEarthModel, element: str | tuple[str, ...]) -> np.nd
     return np.isfinite(quota).any(axis=(1, 2))
 
 
+def _stack_by_region(ax, model, months: np.ndarray, values: np.ndarray) -> None:
+    """Stack ``values`` [T, R] over ``months`` [T], one band per region that has any, in its colour."""
+    used = [r for r in range(len(model.regions)) if values[:, r].sum() > 0]
+    if used:
+        ax.stackplot(
+            months, values[:, used].T, labels=[model.regions[r] for r in used],
+            colors=[REGION_COLOURS.get(model.regions[r]) for r in used], alpha=0.85,
+        )
+
+
 def _figure() -> tuple[Figure, object]:
     # Fixed margins, legend to the right: half the drawing time of a constrained layout,
     # which matters as every chart is redrawn every month.
@@ -170,12 +180,7 @@ def supply_figure(model: RareEarthModel, element: str) -> Figure:
     # Step 0 is the initial state, before any month has traded.
     months = np.arange(1, sold.shape[0])
     sold = sold[1:]
-    used = [r for r in range(len(model.regions)) if sold[:, r].sum() > 0]
-    if used:
-        ax.stackplot(
-            months, sold[:, used].T, labels=[model.regions[r] for r in used],
-            colors=[REGION_COLOURS.get(model.regions[r]) for r in used], alpha=0.85,
-        )
+    _stack_by_region(ax, model, months, sold)
     ax.set_ylabel(f"{element} sold, all stages (t/month)")
     figure.subplots_adjust(left=0.14)  # room for five-digit ticks beside the label
     ax.set_title(f"{element} sold by sellers in each region", fontsize=10)
@@ -397,12 +402,7 @@ def production_figure(model: RareEarthModel, element: str, product: str | None =
         p = model.products.index(product)
         made = history(model, "production")[1:, p, :]  # step 0 is the state before month 0
         months = np.arange(1, made.shape[0] + 1)
-        used = [r for r in range(len(model.regions)) if made[:, r].sum() > 0]
-        if used:
-            ax.stackplot(
-                months, made[:, used].T, labels=[model.regions[r] for r in used],
-                colors=[REGION_COLOURS.get(model.regions[r]) for r in used], alpha=0.85,
-            )
+        _stack_by_region(ax, model, months, made)
         ax.set_ylabel(f"{product} made ({model.chain.data.unit[p]}/month)")
         ax.set_title(f"{product} production by region", fontsize=10)
         ax.set_ylim(bottom=0)
