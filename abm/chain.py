@@ -62,23 +62,24 @@ class Chain:
             share = np.where(total > 0, (self.content * element_mask).sum(axis=1) / total, 0.0)
         return share >= COVERED_SHARE
 
-    def willingness_to_pay(self, price: np.ndarray, output_markup: float = 1.0) -> np.ndarray:
+    def willingness_to_pay(self, price: np.ndarray, output_price: np.ndarray | None = None) -> np.ndarray:
         """[P, R] USD/kg the most a converter can pay for each product it uses (derived
-        demand), at prices ``price`` [P, R] of everything else and its outputs selling at
-        ``output_markup`` times their price: for a concentrate the oxides one kg yields
-        less their separation cost (as in ``reference_prices``); for an input i of a
-        metal or magnet o, the best over the products made of it of ``(markup x p_o -
-        conversion cost of o - cost of o's other inputs) / t of i per t of o``; 0 for
-        products no converter uses (magnets) or whose output no longer pays for the
-        other inputs. At reference prices and markup 1 every input's willingness to pay
-        is its reference price (every stage's margin is its cost)."""
+        demand), at prices ``price`` [P, R] of everything else and its metal and magnet
+        outputs selling at ``output_price`` [P, R] (default ``price``): for a concentrate
+        the oxides one kg yields less their separation cost (as in ``reference_prices``);
+        for an input i of a metal or magnet o, the best over the products made of it of
+        ``(output price of o - conversion cost of o - cost of o's other inputs) / t of i
+        per t of o``; 0 for products no converter uses (magnets) or whose output no
+        longer pays for the other inputs. At reference prices every input's willingness
+        to pay is its reference price (every stage's margin is its cost)."""
         data, value = self.data, np.zeros_like(price)
         oxides, concentrates = self.stage_index("oxide"), self.stage_index("concentrate")
         margin = price[oxides] - data.conversion_cost[oxides, None]
         value[concentrates] = data.separation[np.ix_(oxides, concentrates)].T @ margin
         made = np.concatenate([self.stage_index("metal"), self.stage_index("magnet")])
         recipe = data.recipe[made]  # [M, P] t of input per t of output
-        left = output_markup * price[made] - data.conversion_cost[made, None] - self.input_cost(price)[made]  # [M, R]
+        sells_at = price if output_price is None else output_price
+        left = sells_at[made] - data.conversion_cost[made, None] - self.input_cost(price)[made]  # [M, R]
         uses = recipe > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             # what o can pay for input i: its margin over all inputs, plus i's own cost, per t of i

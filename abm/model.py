@@ -14,6 +14,7 @@ the element's oxide), prices USD/kg.
 """
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import mesa
@@ -201,6 +202,7 @@ class RareEarthModel(mesa.Model):
         self._build_nations(calibration)
         self._build_plants(calibration, data, base)
         self._build_end_users(calibration, data, base)
+        self._bought_by_end_users = self.end_users.base_need.sum(axis=0) > 0  # [P]
         self._build_recyclers()
         self._build_stockpiles()
         self._init_state()
@@ -526,8 +528,8 @@ class RareEarthModel(mesa.Model):
         self._set_export_rules(spin_up)
         self._produce()
         self._convert()
-        self.recyclers.do("recycle", self.product_price[self._oxides], self.reference_price,
-                          self.spec.recycling.collection_cost_ratio)
+        self.recyclers.do("recycle", self.end_users.end_of_life_scrap(self.month), self.product_price[self._oxides],
+                          self.reference_price, self.spec.recycling.collection_cost_ratio)
         self._stockpile_decisions()
         self._plan_purchases(spin_up)
         self._clear_markets()
@@ -709,20 +711,25 @@ class RareEarthModel(mesa.Model):
         self._settle(stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids)
 
     def _choke(self, plant_bid: np.ndarray) -> np.ndarray:
-        """[P, R] factor over this month's price above which a zone's buyers do not buy:
-        ``choke_ratio`` for end users; for what plants buy, never above what their
-        output fetches (``Chain.willingness_to_pay``, derived demand): separators pay for
-        a concentrate at most what its oxides fetch now less the separation cost; metal
+        """[P, R] factor over this month's price above which a zone's buyers do not buy.
+        A product's ceiling is ``choke_ratio`` times this month's price (how far a price
+        can move in a month) and, where end users buy it, at most ``backstop_ratio``
+        times its reference price (the price at which they turn to rare-earth-free
+        designs or go without). What plants buy is further capped by what their output
+        fetches (``Chain.willingness_to_pay``, derived demand): separators pay for a
+        concentrate at most what its oxides fetch now less the separation cost; metal
         and magnet makers pay for an input at most what their output would fetch at its
-        own choke price, less their other costs (a magnet maker pays up to the whole
-        margin of a Dy-bearing magnet for its Dy, and no more)."""
-        price = self.product_price
-        choke = np.full_like(price, self.market.choke_ratio)
+        ceiling, less their other costs (a magnet maker pays up to the whole margin of a
+        Dy-bearing magnet for its Dy, and no more)."""
+        market, price = self.market, self.product_price
+        ceiling = market.choke_ratio * price
+        backstop = market.backstop_ratio * self.product_reference[:, None]
+        ceiling = np.where(self._bought_by_end_users[:, None], np.minimum(ceiling, backstop), ceiling)
         bought_by_plants = (plant_bid.T @ self._plant_onehot) > 0
-        # (a concentrate's value is its oxides' at this month's prices: the markup is on metals and magnets)
-        value = self.chain.willingness_to_pay(price, output_markup=self.market.choke_ratio)
-        choke = np.where(bought_by_plants, np.minimum(choke, value / price), choke)
-        return np.maximum(choke, MIN_CHOKE)
+        # (a concentrate's value is its oxides' at this month's prices: the ceiling is on metals and magnets)
+        value = self.chain.willingness_to_pay(price, output_price=ceiling)
+        ceiling = np.where(bought_by_plants, np.minimum(ceiling, value), ceiling)
+        return np.maximum(ceiling / price, MIN_CHOKE)
 
     def _expected_price(self) -> np.ndarray:
         """[P, R] USD/kg the price sellers expect, around which they hold back stock
@@ -834,7 +841,7 @@ class RareEarthModel(mesa.Model):
         self.supply = self._element_need_by_region(users.received)[:, self._importing_index]
         self.shortfall = self._element_need_by_region(users.shortfall)[:, self._importing_index]
         self.stockpile = self._element_need_by_region(users.stock)[:, self._importing_index]
-        spend = (users.spend @ self._value_share()).T @ self._user_onehot  # USD split over elements by value
+        spend = (users.spend @ self._value_share).T @ self._user_onehot  # USD split over elements by value
         self.spend = spend[:, self._importing_index]
         strategic = np.zeros((len(self.elements), len(self.regions)))
         for stock in self.stockpiles:
@@ -852,6 +859,7 @@ class RareEarthModel(mesa.Model):
         self.losses = self._conversion_losses
         self.stocks = self._total_stocks()
 
+    @functools.cached_property
     def _value_share(self) -> np.ndarray:
         """[P, E] share of each product's oxide value (at reference prices) in each element."""
         value = self.chain.content * self.reference_price[None, :]

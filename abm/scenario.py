@@ -61,6 +61,7 @@ class MarketParameters:
     target_cover_months: float = csv_default("market", "target_cover_months", months_from(1e-12))
     holdback: float = csv_default("market", "holdback", between(1e-3, 100.0))
     choke_ratio: float = csv_default("market", "choke_ratio", between(1.0 + 1e-6, 1e3))
+    backstop_ratio: float = csv_default("market", "backstop_ratio", between(1.0, 1e6))
     short_run_elasticity: float = csv_default("market", "short_run_elasticity", at_most(0.0))
     long_run_elasticity: float = csv_default("market", "long_run_elasticity", at_most(0.0))
     price_memory_months: float = csv_default("market", "price_memory_months", months_from(1.0))

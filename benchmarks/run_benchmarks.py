@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from abm import RareEarthModel, Scenario
 from abm.run import tidy_series
 
@@ -37,8 +39,18 @@ def median_seconds(action, repeats: int = REPEATS) -> float:
     return statistics.median(timings)
 
 
+def machine_reference(_seed: int) -> None:
+    """A fixed workload of the kind the model's step is made of (Python calls and small
+    numpy operations on a [17, 8] array), so that figures taken on a shared machine at
+    different times can be compared: divide by it."""
+    values = np.linspace(0.0, 1.0, 136).reshape(17, 8)
+    for _ in range(20_000):
+        values = np.where(values > 0.5, np.exp(-values), values + 0.01)
+
+
 def main() -> None:
-    rows = [("one baseline run, 240 months", median_seconds(lambda s: _run(240, s)))]
+    rows = [("machine reference workload (see machine_reference)", median_seconds(machine_reference)),
+            ("one baseline run, 240 months", median_seconds(lambda s: _run(240, s)))]
     model = _run(240, 1)
     rows.append(("tidy series of that run", median_seconds(lambda s: tidy_series(model))))
     for horizon in (60, 120, 480):

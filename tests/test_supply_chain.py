@@ -212,6 +212,39 @@ def test_a_small_binding_cut_settles_where_elastic_demand_absorbs_it():
     assert abs(np.log(ratio[-1] / ratio[-7])) / 6 <= 0.01
 
 
+@pytest.fixture(scope="module")
+def full_cut():
+    """China exports nothing for two years from month 6, under two backstop ratios."""
+    def run(backstop: float) -> RareEarthModel:
+        scenario = _calm(horizon_months=36, shock=Shock(quota_cut=1.0, start=6, months=24))
+        scenario = dataclasses.replace(scenario, market=dataclasses.replace(scenario.market, backstop_ratio=backstop))
+        model = RareEarthModel(rng=2, scenario=scenario)
+        prices, shortfall = [], 0.0
+        while model.running:
+            model.step()
+            prices.append(model.product_price.copy())
+            shortfall += model.end_users.shortfall.sum()
+        return model, np.array(prices), shortfall  # [T, P, R] USD/kg; t of product
+    return {backstop: run(backstop) for backstop in (10.0, 20.0)}
+
+
+def test_a_full_cut_lifts_no_price_past_the_end_users_backstop(full_cut):
+    """With nothing from China for two years, no product that end users buy costs more
+    anywhere than the backstop ratio times its reference price (above it they turn to
+    rare-earth-free designs: version 2 before the backstop took Dy to 3.9 million times
+    its reference), and some do reach it; what end users cannot buy there is shortfall,
+    so a lower backstop leaves more of it and lower peaks."""
+    peaks = {}
+    for backstop, (model, prices, _) in full_cut.items():
+        end_use = model.end_users.base_need.sum(axis=0) > 0
+        ratio = prices[:, end_use] / model.product_reference[end_use][None, :, None]
+        assert ratio.max() <= backstop * (1 + 1e-9)
+        assert ratio.max() >= 0.99 * backstop
+        peaks[backstop] = ratio.max()
+    assert peaks[10.0] < peaks[20.0]
+    assert full_cut[10.0][2] > full_cut[20.0][2] > 0
+
+
 def test_quota_cut_zero_is_the_baseline_and_a_full_cut_is_a_ban_everywhere():
     baseline = finished_model(rng=6, scenario=_calm(horizon_months=18))
     zero = finished_model(rng=6, scenario=_calm(horizon_months=18, shock=Shock(quota_cut=0.0, start=3, months=9)))

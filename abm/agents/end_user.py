@@ -56,6 +56,8 @@ class EndUsers:
         self.content = content  # [P, E]
         self.substitutes = substitutes
         self.intensity = np.ones((len(self.region), content.shape[1]))  # [B, E]
+        self._factors_for: np.ndarray | None = None  # the intensity ``_factors`` were computed at
+        self._factors: tuple[np.ndarray, np.ndarray] = ()
         self.price_memory = np.ones_like(self.base_need)
         self.need = self.base_need.copy()
         self.want = self.base_need.copy()
@@ -81,10 +83,18 @@ class EndUsers:
         what a magnet grade saves in elements the lightest grade does without (Dy, Tb) is
         bought as that grade instead (``Substitutes``)."""
         trend = self.base_need * ((1.0 + self.growth) ** (month / 12.0))[:, None]
-        subs = self.substitutes
-        kept = _lowest(self.intensity, subs.common)  # [B, P]
-        redesigned = _lowest(self.intensity, subs.extra)
-        return trend * kept * redesigned + (trend * kept * (1.0 - redesigned)) @ subs.shift
+        kept, redesigned = self._substitution_factors()
+        return trend * kept * redesigned + (trend * kept * (1.0 - redesigned)) @ self.substitutes.shift
+
+    def _substitution_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """[B, P] x 2: the share of each product's trend need kept (the lowest intensity of
+        the elements it shares with the lightest grade) and the share not redesigned
+        away, recomputed only when ``intensity`` has changed."""
+        if self._factors_for is None or not np.array_equal(self._factors_for, self.intensity):
+            subs = self.substitutes
+            self._factors = _lowest(self.intensity, subs.common), _lowest(self.intensity, subs.extra)
+            self._factors_for = self.intensity.copy()
+        return self._factors
 
     def plan(
         self,

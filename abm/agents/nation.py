@@ -117,10 +117,13 @@ class ExportingNation(mesa.Agent):
         return np.where(np.isfinite(self.export_cap), smuggling_share * premium * self.export_reference, 0.0)
 
     def record_exports(self, exports: np.ndarray) -> None:
+        """Add this month's exports [P] t to the trailing 12 months of every product not
+        under an export cap (a capped product's reference stays frozen)."""
         unrestricted = np.isinf(self.export_cap)
-        shifted = np.vstack([self._export_history[1:], exports])
-        self._export_history = np.where(unrestricted[None, :], shifted, self._export_history)
-        self.export_reference = self._export_history.mean(axis=0)
+        history = self._export_history
+        history[:-1, unrestricted] = history[1:, unrestricted]
+        history[-1, unrestricted] = exports[unrestricted]
+        self.export_reference = history.mean(axis=0)
 
     def plan(self, deposit: int, capacity: float, online_month: int, ramp_months: int) -> None:
         """New mines of one deposit type: ``capacity`` t REO/month from ``online_month``,

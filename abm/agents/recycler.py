@@ -36,10 +36,11 @@ class Recycler(OxideSeller):
         self.swarf = oxide
         self.oxide = self.oxide + oxide
 
-    def recycle(self, oxide_price: np.ndarray, reference_price: np.ndarray, cost_ratio: float) -> None:
-        """Collect and process this month's end-of-life scrap at the region's oxide price
-        (``oxide_price`` [E, R] USD/kg)."""
-        scrap = self.model.end_users.end_of_life_scrap(self.model.month)  # [B, E]
+    def recycle(self, scrap: np.ndarray, oxide_price: np.ndarray, reference_price: np.ndarray,
+                cost_ratio: float) -> None:
+        """Collect and process this month's end-of-life scrap (``scrap`` [B, E] t of each
+        element reaching end of life at each end user, ``EndUsers.end_of_life_scrap``) of
+        this recycler's sources at the region's oxide price (``oxide_price`` [E, R] USD/kg)."""
         self.scrap_pool = scrap[self.sources].sum(axis=0)
         price = oxide_price[:, self.region_index]
         paying = collection_share(price, reference_price, self.subsidy_usd_per_kg, cost_ratio)
