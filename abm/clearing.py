@@ -1,7 +1,7 @@
 """One clearing kernel for every product: zone prices and inter-zone trade, one month.
 
 Version 2 of the market core (docs/DESIGN §8, issue 10 items 4 and 5). numpy, with the
-per-zone searches compiled with numba (``abm.hub_roots``); no Mesa: arrays in, arrays
+root searches and the zones' clearing compiled with numba (``abm.hub_roots``); no Mesa: arrays in, arrays
 out. Shapes use P products and Z zones (regions); quantities are t per month, prices
 USD/kg of product, trade costs ad valorem fractions.
 
@@ -55,7 +55,6 @@ import numpy as np
 
 from abm import hub_roots
 from abm.hub_roots import LN_FLOOR, PRICE_FLOOR
-
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,9 @@ class Clearing:
     traders pay for a kg leaving the zone (its netback: its price, plus the quota rent
     where its export cap binds); ``hub`` [2, P] log USD/kg the world hub's and the
     restricted hub's prices (the next month's start). For every product and zone
-    ``sold + imports == bought + exports``.
+    ``sold + imports == bought + exports``. Where a product does not trade between
+    zones at all, the world balance is zero over a stretch of hub prices and the hub
+    price (so also ``border_price``) is any point of it that the search lands on.
     """
 
     flow: np.ndarray
@@ -309,7 +310,7 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
 
     Finds the world hub's price (and the restricted hub's, under a ban) at which the
     zones' net imports sum to zero (from the curves' steps; ``previous``, last month's
-    clearing, is the start only for the nested search of a month with a ban);
+    clearing, is the start only for the nested search of a product under a ban);
     then clears every zone at its net imports. Shapes: see ``Offers``, ``Bids``,
     ``Links``; quantities t/month, prices USD/kg. Deterministic: the same inputs give
     bit-identical outputs.

@@ -22,7 +22,8 @@ evaluated just below and above each and at the ends, and the first of these poin
 where it is not positive and the one before it bracket the root; then Illinois regula
 falsi narrows the bracket to ``TOLERANCE`` (with a bisection every 4th iteration, after
 the 24th only where steps were bracketed), or stops where a balance is within
-``1e-15 x size`` of zero. Under a ban the world's search starts from last month's hub
+``1e-15 x size`` of zero (the stepped searches; the searches under a ban stop only at
+``TOLERANCE``). Under a ban the world's search starts from last month's hub
 price, widening the bracket fourfold until it holds the root. No function here calls
 itself through another (numba's cache cannot hold such cycles), so the restricted
 hub's search runs its own loop over the shared Illinois steps.
@@ -47,15 +48,21 @@ LN_FLOOR = math.log(PRICE_FLOOR)
 HEADROOM = 1.0  # log price above the highest choke price that brackets every root
 TOLERANCE = 3e-12  # width of a root's bracket in log price
 STEP = 1e-12  # log price either side of a step of the curves where a root is looked for
-MAX_ITERATIONS = 200  # a bracket narrows at least by half every 4th iteration: never reached
+MAX_ITERATIONS = 200  # a bracket halves at least every 4th iteration (after the 24th without bisect=True): 44 halvings close a log range of 34 to TOLERANCE
 BRACKET_WIDTH = 0.05  # log price either side of last month's hub price where a search under a ban starts
 BRACKET_WIDENINGS = 8  # fourfold widenings before it takes the whole range
 
 
 @_compiled
+def _want(curves, elasticity, p, z, y):
+    """t zone z's buyers want of product p at log price y (0 above their choke price)."""
+    return math.exp(elasticity * y + curves[WANT_LOG, p, z]) if y <= curves[Y_CHOKE, p, z] else 0.0
+
+
+@_compiled
 def _excess(curves, elasticity, holdback, p, z, y):
     """want - offer of zone z's curves for product p at log price y (t)."""
-    want = math.exp(elasticity * y + curves[WANT_LOG, p, z]) if y <= curves[Y_CHOKE, p, z] else 0.0
+    want = _want(curves, elasticity, p, z, y)
     if not y >= curves[Y_COST, p, z]:
         return want
     stock = curves[STOCK, p, z]
@@ -91,7 +98,8 @@ def _net(curves, elasticity, holdback, p, z, y_world, y_restricted):
 
 
 @_compiled
-def positions(curves, elasticity, holdback, y_world, y_restricted):
+def positions(curves: np.ndarray, elasticity: float, holdback: float, y_world: np.ndarray,
+              y_restricted: np.ndarray) -> np.ndarray:
     """[3, P, Z]: every zone's net imports (t), buying and netback log prices at the
     hubs' log prices ``y_world``, ``y_restricted`` [P] (``_position``)."""
     out = np.empty((3, curves.shape[1], curves.shape[2]))
@@ -154,7 +162,7 @@ def _balance(kind, curves, elasticity, holdback, p, z, target, relay, y):
 
 @_compiled
 def _is_restricted(curves, p):
-    return np.any(curves[RESTRICTED, p] > 0)
+    return curves[RESTRICTED, p].max() > 0
 
 
 @_compiled
@@ -255,7 +263,8 @@ def _stepped(kind, curves, elasticity, holdback, p, z, target, relay, lo, hi, st
 
 
 @_compiled
-def world_price(curves, elasticity, holdback, size, relay, start):
+def world_price(curves: np.ndarray, elasticity: float, holdback: float, size: np.ndarray, relay: np.ndarray,
+                start: np.ndarray) -> np.ndarray:
     """[4, P]: bracket ``(lo, hi, balance(lo), balance(hi))`` of the world hub's log
     price for every product. A product without a ban is searched from its curves'
     steps; one with a ban (a nested search) from ``start`` [P], last month's world hub
@@ -277,7 +286,7 @@ def world_price(curves, elasticity, holdback, size, relay, start):
         else:
             lo, hi = LN_FLOOR, top
             if not math.isnan(start[p]):
-                lo, hi = _bracket(curves, elasticity, holdback, p, relay, start[p], LN_FLOOR, top)
+                lo, hi = _bracket(curves, elasticity, holdback, p, relay, start[p], top)
             f_lo = _balance(WORLD, curves, elasticity, holdback, p, 0, 0.0, relay, lo)
             f_hi = _balance(WORLD, curves, elasticity, holdback, p, 0, 0.0, relay, hi)
             result = _illinois(WORLD, curves, elasticity, holdback, p, 0, 0.0, relay, lo, hi, f_lo, f_hi, True, 0.0)
@@ -287,7 +296,7 @@ def world_price(curves, elasticity, holdback, size, relay, start):
 
 
 @_compiled
-def _bracket(curves, elasticity, holdback, p, relay, start, floor, top):
+def _bracket(curves, elasticity, holdback, p, relay, start, top):
     """A bracket of the world balance of product p around ``start`` (last month's
     price), widened until it holds the root; a flat stretch (no trade either way) at
     ``start`` stays there."""
@@ -295,24 +304,25 @@ def _bracket(curves, elasticity, holdback, p, relay, start, floor, top):
         return _balance(WORLD, curves, elasticity, holdback, p, 0, 0.0, relay, y)
 
     width = BRACKET_WIDTH
-    lo, hi = max(start - width, floor), min(start + width, top)
+    lo, hi = max(start - width, LN_FLOOR), min(start + width, top)
     if world(start) == 0:
         return start, start
     for _ in range(BRACKET_WIDENINGS):
-        short = world(lo) < 0 and lo > floor  # the root is below lo
+        short = world(lo) < 0 and lo > LN_FLOOR  # the root is below lo
         long = world(hi) > 0 and hi < top  # the root is above hi
         if not (short or long):
             return lo, hi
         width *= 4
         if short:
-            lo, hi = max(lo - width, floor), lo
+            lo, hi = max(lo - width, LN_FLOOR), lo
         if long:
             lo, hi = hi, min(hi + width, top)
-    return floor, top
+    return LN_FLOOR, top
 
 
 @_compiled
-def restricted_price(curves, elasticity, holdback, relay, y_world):
+def restricted_price(curves: np.ndarray, elasticity: float, holdback: float, relay: np.ndarray,
+                     y_world: np.ndarray) -> np.ndarray:
     """[P] the restricted hub's log price at world log prices ``y_world`` [P]."""
     out = np.empty(curves.shape[1])
     for p in range(curves.shape[1]):
@@ -321,13 +331,8 @@ def restricted_price(curves, elasticity, holdback, relay, y_world):
 
 
 @_compiled
-def _want(curves, elasticity, p, z, y):
-    """t zone z's buyers want of product p at log price y (0 above their choke price)."""
-    return math.exp(elasticity * y + curves[WANT_LOG, p, z]) if y <= curves[Y_CHOKE, p, z] else 0.0
-
-
-@_compiled
-def clear_zones(curves, elasticity, holdback, size, net, buy, netback, empty):
+def clear_zones(curves: np.ndarray, elasticity: float, holdback: float, size: np.ndarray, net: np.ndarray,
+                buy: np.ndarray, netback: np.ndarray, empty: np.ndarray) -> np.ndarray:
     """Every zone's log price and what its buyers get, at its net imports ``net`` [P, Z]
     (``buy``, ``netback`` [P, Z] its buying and selling log prices, ``empty`` [P, Z] no
     stock, bids or trade). Returns [4, P, Z]: log price, t bought, 1 where the buyers'

@@ -57,7 +57,7 @@ class EndUsers:
         self.substitutes = substitutes
         self.intensity = np.ones((len(self.region), content.shape[1]))  # [B, E]
         self._factors_for: np.ndarray | None = None  # the intensity ``_factors`` were computed at
-        self._factors: tuple[np.ndarray, np.ndarray] = ()
+        self._factors: tuple[np.ndarray, np.ndarray] | None = None
         self.price_memory = np.ones_like(self.base_need)
         self.need = self.base_need.copy()
         self.want = self.base_need.copy()
