@@ -26,6 +26,7 @@ from abm.agents.converter import MAGNET, SEPARATION, STAGES, Converters, Plant
 from abm.agents.end_user import EndUsers, Substitutes
 from abm.chain import BaseYear, base_year, build_chain
 from abm.clearing import Bids, Clearing, Links, Offers, clear
+from abm.counterfactual import CounterfactualExports
 from abm.data import Calibration, load_calibration, month_index
 from abm.data.chain import SupplyChain, load_supply_chain
 from abm.levers import capped_shares
@@ -33,7 +34,7 @@ from abm.policy import evolve_tension, export_rules
 from abm.programmes import Programmes
 from abm.scenario import KEYWORD_PATHS, Scenario, load_scenario, setting_value
 from abm.trade import (
-    TAXED_STAGES, deliver_contracts, element_reach, product_rules, prorata_fill, provenance,
+    TAXED_STAGES, deliver_contracts, deliver_licensed, element_reach, product_rules, prorata_fill, provenance,
 )
 
 # The world market in the tidy output: importers outside the dominant exporter.
@@ -192,7 +193,10 @@ class RareEarthModel(mesa.Model):
         # switching a lever never shifts the random numbers of the rest of the model.
         self.programmes = Programmes(self.spec, np.random.default_rng(self.rng.integers(2**63)))
         self._reach = element_reach(self.chain)
-        self._taxed = np.isin(np.array(data.stage), TAXED_STAGES)
+        self._stage = np.array(data.stage)
+        self._taxed = np.isin(self._stage, TAXED_STAGES)
+        # What percentage cuts and licences are measured against; None in that counterfactual run itself.
+        self.counterfactual: CounterfactualExports | None = CounterfactualExports()
         self._oxides = self.chain.stage_index("oxide")
         self._concentrates = self.chain.stage_index("concentrate")
         self._magnets = self.chain.stage_index("magnet")
@@ -221,10 +225,20 @@ class RareEarthModel(mesa.Model):
         return self.product_reference[:, None] / (1.0 + rules.export_tax.T)
 
     def _product_rules(self, month: int, tension: np.ndarray, guaranteed_share: float = 0.0) -> tuple:
-        """This month's export rules, per element (``ExportRules``) and per product (``ProductRules``)."""
+        """This month's export rules, per element (``ExportRules``) and per product
+        (``ProductRules``); a counterfactual run's leave out percentage cuts and licences."""
         rules = export_rules(self.spec, month, tension, self.regions, self.elements, self.deposits,
-                             guaranteed_share=guaranteed_share)
-        return rules, product_rules(rules, self._reach, self._taxed)
+                             guaranteed_share=guaranteed_share, counterfactual=self.counterfactual is None,
+                             trailing_exports=self._recent_exports())
+        return rules, product_rules(rules, self._reach, self._taxed, self._stage)
+
+    def _recent_exports(self) -> np.ndarray:
+        """[R, E] t/month of each element each region exported over the last twelve months
+        (``ExportingNation.export_reference``); zero before the nations are built."""
+        recent = np.zeros((len(self.regions), len(self.elements)))
+        for nation in getattr(self, "nations", ()):
+            recent[nation.region_index] = nation.export_reference @ self.chain.content
+        return recent
 
     def _build_nations(self, calibration: Calibration) -> None:
         """Every region that mines or separates, with its mines, their projects and a
@@ -484,7 +498,10 @@ class RareEarthModel(mesa.Model):
         self.trade_price = self.product_price[self._oxides]
         self._clearing: Clearing | None = None
         self.tension = np.full(len(pairs), self.spec.tension.mean)
+        self._drawn_tension = self.tension
         self._rules = self._product_rules(0, self.tension)[1]
+        self._reference: np.ndarray | None = None  # [P, R, R] this month's counterfactual flows, if measured
+        self._licensed = np.full((n_products, n_regions, n_regions), np.inf)
         self._outage = np.zeros((n_regions, len(self.deposits)))
         self._unofficial = np.zeros((n_products, len(self.exporters)))
         zeros_p = np.zeros((n_products, n_regions))
@@ -525,7 +542,10 @@ class RareEarthModel(mesa.Model):
         self.running = self.month < self.spec.horizon_months
 
     def _month(self, spin_up: bool) -> None:
-        self._set_export_rules(spin_up)
+        self._finish_month(self._draw_rules(spin_up), spin_up)
+
+    def _finish_month(self, rules: tuple, spin_up: bool) -> None:
+        self._set_export_rules(rules, spin_up)
         self._produce()
         self._convert()
         self.recyclers.do("recycle", self.end_users.end_of_life_scrap(self.month), self.product_price[self._oxides],
@@ -539,31 +559,63 @@ class RareEarthModel(mesa.Model):
             self.policy_cost = self.programmes.cost
         self._collect()
 
-    def _set_export_rules(self, spin_up: bool) -> None:
-        """Tension evolves (an agreement lowers it until breached); each nation sets its
-        export caps and bans per product; scripted outages and partner disruptions take
-        effect. The spin-up keeps tension at its mean and applies only month 0's export
-        taxes."""
-        programmes = self.programmes
+    def finish_counterfactual_fork(self) -> None:
+        """In a counterfactual run forked this month (``abm.counterfactual``): this month's
+        rules without percentage cuts and licences, tension without their announcements,
+        and the rest of the month."""
+        rules = self._product_rules(self.month, self._drawn_tension, self.programmes.guaranteed_share())
+        self.tension = np.clip(self._drawn_tension + rules[0].announced, 0.0, 1.0)
+        self._finish_month(rules, spin_up=False)
+        self.month += 1
+
+    def advance_counterfactual(self) -> None:
+        """One month of a counterfactual run."""
+        self._month(spin_up=False)
+        self.month += 1
+
+    def _draw_rules(self, spin_up: bool) -> tuple:
+        """Tension evolves (an agreement lowers it until breached, announcements of
+        restrictions raise it); this month's export rules per element and per product.
+        The spin-up keeps tension at its mean and applies only month 0's export taxes."""
         if spin_up:
             rules, product = self._product_rules(0, self.tension)
             product = dataclasses.replace(
                 product, quota_cut=np.zeros_like(product.quota_cut), banned=np.zeros_like(product.banned),
-                tonnage_quotas=(),
+                tonnage_quotas=(), licences=(),
             )
+            return rules, product
+        programmes = self.programmes
+        tension = evolve_tension(self.tension, self.spec.tension, self.rng, mean=programmes.tension_means())
+        self._drawn_tension = programmes.check_breach(tension, self.month)
+        rules, product = self._product_rules(self.month, self._drawn_tension, programmes.guaranteed_share())
+        self.tension = np.clip(self._drawn_tension + rules.announced, 0.0, 1.0)
+        return rules, product
+
+    def _set_export_rules(self, rules: tuple, spin_up: bool) -> None:
+        """Each nation sets its export caps and bans per product; scripted outages and
+        partner disruptions take effect. Percentage cuts and licences are measured
+        against the counterfactual exports (``abm.counterfactual``)."""
+        rules, product = rules
+        self._reference = None
+        if not spin_up and self.counterfactual is not None:
+            if product.quota_cut.any() or product.licences:
+                self._reference = self.counterfactual.this_month(self)
+            else:
+                self.counterfactual.stop()
+        self._licensed = self._licensed_flows(product)
+        if spin_up:
             self._outage = np.zeros_like(rules.outage)
             availability: dict[str, float] = {}
         else:
-            self.tension = evolve_tension(self.tension, self.spec.tension, self.rng, mean=programmes.tension_means())
-            self.tension = programmes.check_breach(self.tension, self.month)
-            rules, product = self._product_rules(self.month, self.tension, programmes.guaranteed_share())
-            availability = programmes.partner_availability()
+            availability = self.programmes.partner_availability()
             self._outage = rules.outage.copy()
         self._rules = product
         for nation in self.nations:
             i = nation.region_index
             tonnage = tuple((tonnes, covered) for row, tonnes, covered in product.tonnage_quotas if row == i)
-            nation.set_export_policy(product.quota_cut[i], product.banned[i], tonnage, product.export_tax[i])
+            reference = None if self._reference is None else self._reference[:, i].sum(axis=1)
+            nation.set_export_policy(product.quota_cut[i], product.banned[i], tonnage, product.export_tax[i],
+                                     reference=reference)
             kept = availability.get(nation.code, 1.0)
             self._outage[i] = 1.0 - (1.0 - self._outage[i]) * kept
         plants = self.converters
@@ -581,6 +633,20 @@ class RareEarthModel(mesa.Model):
         quota = np.where(limited, caps, 0.0).T @ content  # [X, E]
         covers = limited.T.astype(float) @ (content > 0)  # [X, E]
         self.quota = np.where(covers.T > 0, quota.T, np.nan)
+
+    def _licensed_flows(self, product) -> np.ndarray:
+        """[P, R, R] t each origin's licences let it ship to each destination this month
+        (inf where no licence applies): ``approval_share`` of the applications filed
+        ``delay_months`` ago, an application being that month's counterfactual flow; none
+        were filed before the licensing started, so exports first wait out the delay."""
+        licensed = np.full(self.product_flow.shape, np.inf)
+        for region, share, delay, since, covered, destinations in product.licences:
+            filed = self._reference if delay == 0 else self.counterfactual.months_ago(delay)
+            waiting = filed is None or self.month - delay < since
+            granted = np.zeros(licensed.shape[::2]) if waiting else share * filed[:, region, :]  # [P, R]
+            applies = covered[:, None] & destinations[None, :]
+            licensed[:, region, :] = np.where(applies, np.minimum(licensed[:, region, :], granted), licensed[:, region, :])
+        return licensed
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home for their oxides, a price floor included."""
@@ -677,6 +743,8 @@ class RareEarthModel(mesa.Model):
         open_link = ~np.zeros((len(self.products), n_regions, n_regions), dtype=bool)
         for nation in self.nations:
             open_link[:, nation.region_index, :] = ~nation.banned
+        licensed = np.isfinite(self._licensed)  # these links carry licensed shipments only
+        open_link &= ~licensed
         # Contracts: t due from each origin to each region, delivered before the spot market.
         due = np.einsum("bpo,br->por", self.contract_volume, self._user_onehot)
         contract = deliver_contracts(due, stock, export_cap, open_link)
@@ -692,12 +760,16 @@ class RareEarthModel(mesa.Model):
         bids = user_bid.T @ self._user_onehot + plant_bid.T @ self._plant_onehot
         for stock_agent in self.stockpiles:
             bids[self._oxides, stock_agent.region_index] += stock_agent.want
+        shipped = deliver_licensed(np.where(licensed, self._licensed, 0.0), stock_left, cap_left, bids)
+        stock_left = np.maximum(stock_left - shipped.sum(axis=2), 0.0)
+        cap_left = np.maximum(cap_left - shipped.sum(axis=2), 0.0)
+        shipped_in = shipped.sum(axis=1)  # [P, R]
         links = Links(trade_cost=self.chain.data.trade_cost, export_tax=self._rules.export_tax.T,
                       banned=~open_link, export_cap=cap_left)
         cleared = clear(
             Offers(stock=stock_left, keep=np.clip(keep, 0.0, stock_left), expected=self._expected_price(),
                    cost=self._cost_floor(), holdback=market.holdback),
-            Bids(quantity=bids, planning=self.product_price, elasticity=market.short_run_elasticity,
+            Bids(quantity=np.maximum(bids - shipped_in, 0.0), planning=self.product_price, elasticity=market.short_run_elasticity,
                  choke=self._choke(plant_bid)),
             links, previous=self._clearing,
         )
@@ -708,7 +780,7 @@ class RareEarthModel(mesa.Model):
         self.product_price = np.where(idle, np.maximum(cleared.price, self._cost_floor()), cleared.price)
         self._normal_price += (cleared.price - self._normal_price) / market.price_memory_months
         self.trade_price = cleared.price[self._oxides]  # [E, R] oxide prices trade was done at
-        self._settle(stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids)
+        self._settle(stock, cleared, contract + shipped, shipped_in, user_contract, user_bid, plant_bid, bids)
 
     def _choke(self, plant_bid: np.ndarray) -> np.ndarray:
         """[P, R] factor over this month's price above which a zone's buyers do not buy.
@@ -745,13 +817,15 @@ class RareEarthModel(mesa.Model):
         expected[made] = self.chain.input_cost(self.product_price)[made] + self.chain.data.conversion_cost[made, None]
         return expected
 
-    def _settle(self, stock, stock_left, cleared, contract, user_contract, user_bid, plant_bid, bids) -> None:
-        """Hand every seller its sales and every buyer its purchases; record trade."""
+    def _settle(self, stock, cleared, contract, shipped_in, user_contract, user_bid, plant_bid, bids) -> None:
+        """Hand every seller its sales and every buyer its purchases; record trade.
+        ``contract`` [P, R, R] t delivered ahead of the spot market (contracts and licensed
+        shipments), ``shipped_in`` [P, R] t of licensed shipments each region's bidders share."""
         plants, users = self.converters, self.end_users
         sold = contract.sum(axis=2) + cleared.sold  # [P, R]
         with np.errstate(divide="ignore", invalid="ignore"):
             sold_share = np.where(stock > 0, np.minimum(sold / np.where(stock > 0, stock, 1.0), 1.0), 0.0)
-            fill = np.where(bids > 0, cleared.bought / np.where(bids > 0, bids, 1.0), 0.0)  # [P, R]
+            fill = np.where(bids > 0, (cleared.bought + shipped_in) / np.where(bids > 0, bids, 1.0), 0.0)  # [P, R]
         plants.sell(sold_share)
         for nation in self.nations:
             nation.concentrate = nation.concentrate * (1.0 - sold_share[self._concentrates, nation.region_index])
@@ -776,6 +850,8 @@ class RareEarthModel(mesa.Model):
         exports = flow.sum(axis=2)  # [P, R]
         for nation in self.nations:
             nation.record_exports(exports[:, nation.region_index])
+        if self.counterfactual is not None:
+            self.counterfactual.record(flow if self._reference is None else self._reference)
         content = self.chain.content
         exported = np.stack([exports[:, n.region_index] for n in self.nations], axis=1)  # [P, X]
         # Smugglers ship first (they undercut licensed exporters); customs see the rest.

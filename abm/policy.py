@@ -6,15 +6,18 @@ above ``quota_threshold`` the exporter cuts its export quota on every element, i
 proportion to how far its mean tension is above the threshold; above
 ``ban_threshold`` it bans exports of ``ban_elements`` to that partner. Scripted events
 (the scenario's shock and ``[[events]]``) add restrictions, export taxes and mine
-outages on fixed months. The strictest rule in force wins: cuts and taxes combine by
-maximum, bans by union; every tonnage quota in force caps its own elements, so an element
-under two gets the tighter cap.
+outages on fixed months, and export licences (approval share, processing delay). The
+strictest rule in force wins: cuts and taxes combine by maximum, bans by union; every
+tonnage quota and every licence in force caps its own products, so a product under two
+gets the tighter cap. A restriction raises the tension of the pairs it hits in the month
+it is announced (``notice_months`` before its start, or at its start).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
+from abm.data.chain import STAGES
 from abm.scenario import Scenario, TensionParameters
 
 
@@ -51,6 +54,24 @@ class ExportRules:
     outage: np.ndarray  # [R, D] share of each nation's output of each deposit type lost
     tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]  # (region, t REO / month, [E] elements covered)
     export_tax: np.ndarray  # [R, E] ad valorem tax on exports
+    licences: tuple["Licence", ...]
+    announced: np.ndarray  # [pairs] tension added this month by announcements
+
+
+@dataclass(frozen=True)
+class Licence:
+    """An export licence in force: ``region`` grants ``approval_share`` of the
+    applications to the ``destinations`` [R] for products of ``stages`` carrying the
+    ``elements`` mask [E], each ``delay_months`` after it was filed; filing starts at
+    ``since``. A quota on one destination is a licence granting ``1 - cut`` at once."""
+
+    region: int
+    approval_share: float
+    delay_months: int
+    elements: np.ndarray
+    stages: tuple[str, ...]
+    since: int
+    destinations: np.ndarray
 
 
 def _active(start: int, months: int, month: int) -> bool:
@@ -65,31 +86,51 @@ def export_rules(
     elements: tuple[str, ...],
     deposits: tuple[str, ...],
     guaranteed_share: float = 0.0,
+    counterfactual: bool = False,
+    trailing_exports: np.ndarray | None = None,
 ) -> ExportRules:
     """The quota cuts, bans and mine outages in force in ``month`` given this month's tension.
 
     An agreement in force guarantees ``guaranteed_share`` of the dominant exporter's
-    reference exports: its cut can then remove at most the rest.
+    reference exports: its cut can then remove at most the rest. ``counterfactual``: the
+    rules of the run the percentage cuts and licences are measured against
+    (``abm.counterfactual``): everything but those, and their announcements.
+
+    An announcement raises the tension of each pair a restriction hits by
+    ``announcement_jump`` times its severity (``_severity``), so a vanishing cut moves
+    nothing; ``trailing_exports`` [R, E] t/month (the exporters' recent exports) measures
+    a tonnage quota's severity.
     """
     cut = np.zeros((len(regions), len(elements)))
     banned = np.zeros((len(regions), len(elements), len(regions)), dtype=bool)
     outage = np.zeros((len(regions), len(deposits)))
     tonnage: list[tuple[int, float, np.ndarray]] = []
+    licences: list[Licence] = []
     tax = np.zeros((len(regions), len(elements)))
     element_index = {e: i for i, e in enumerate(elements)}
 
     def mask(names: tuple[str, ...]) -> np.ndarray:
         return np.isin(np.arange(len(elements)), [element_index[n] for n in names])
 
+    params = scenario.tension
     shock = scenario.shock
-    if shock.quota_cut > 0 and _active(shock.start, shock.months, month):
+    events = tuple(e for e in scenario.events if not (counterfactual and _measured(e)))
+    cutting = shock.quota_cut > 0 and shock.months > 0 and not counterfactual
+    announced = _announcements(scenario, events, cutting, month, regions, mask, trailing_exports)
+    if cutting and _active(shock.start, shock.months, month):
         row = regions.index(shock.exporter)
         cut[row] = np.maximum(cut[row], shock.quota_cut * mask(shock.elements))
-    for event in scenario.events:
+    for event in events:
         if not _active(event.start, event.months, month):
             continue
         row = regions.index(event.nation)
-        if event.kind == "quota" and event.tonnes_per_year > 0:
+        if event.kind == "licence":
+            licences.append(Licence(row, event.approval_share, event.delay_months, mask(event.elements),
+                                    event.stages, _licensed_since(event, events), _destinations(event, regions)))
+        elif event.kind == "quota" and event.destination:
+            licences.append(Licence(row, 1.0 - event.cut, 0, mask(event.elements), STAGES, event.start,
+                                    _destinations(event, regions)))
+        elif event.kind == "quota" and event.tonnes_per_year > 0:
             tonnage.append((row, event.tonnes_per_year / 12.0, mask(event.elements)))
         elif event.kind == "quota":
             cut[row] = np.maximum(cut[row], event.cut * mask(event.elements))
@@ -101,17 +142,92 @@ def export_rules(
             column = deposits.index(event.deposit)
             outage[row, column] = max(outage[row, column], event.cut)
 
-    params = scenario.tension
-    pairs = params.parsed_pairs
-    for exporter in {exporter for _, exporter in pairs}:
-        own = [i for i, (_, x) in enumerate(pairs) if x == exporter]
-        row = regions.index(exporter)
-        cut[row] = np.maximum(cut[row], tension_quota_cut(float(tension[own].mean()), params))
-        for i in own:
-            if tension[i] > params.ban_threshold:
-                banned[row, :, regions.index(pairs[i][0])] |= mask(params.ban_elements)
+    _tension_rules(cut, banned, tension, params, regions, mask(params.ban_elements), counterfactual)
     exporter = regions.index(shock.exporter)
     cut[exporter] = np.minimum(cut[exporter], 1.0 - guaranteed_share)
     return ExportRules(
         quota_cut=cut, banned=banned, outage=outage, tonnage_quotas=tuple(tonnage), export_tax=tax,
+        licences=tuple(licences), announced=announced,
     )
+
+
+def _tension_rules(cut: np.ndarray, banned: np.ndarray, tension: np.ndarray, params: TensionParameters,
+                   regions: tuple[str, ...], ban_elements: np.ndarray, counterfactual: bool) -> None:
+    """Add to ``cut`` [R, E] and ``banned`` [R, E, R] what tension drives: each exporter's
+    quota cut from its mean tension (not in a counterfactual run) and its bans of
+    ``ban_elements`` [E] to partners above the ban threshold."""
+    pairs = params.parsed_pairs
+    for exporter in {exporter for _, exporter in pairs}:
+        own = [i for i, (_, x) in enumerate(pairs) if x == exporter]
+        row = regions.index(exporter)
+        if not counterfactual:
+            cut[row] = np.maximum(cut[row], tension_quota_cut(float(tension[own].mean()), params))
+        for i in own:
+            if tension[i] > params.ban_threshold:
+                banned[row, :, regions.index(pairs[i][0])] |= ban_elements
+
+
+def _announcements(scenario: Scenario, events, cutting: bool, month: int, regions: tuple[str, ...], mask,
+                   trailing_exports: np.ndarray | None) -> np.ndarray:
+    """[pairs] tension added this month: ``announcement_jump`` times the severity of each
+    restriction announced now (the shock if ``cutting``, ``events``) on each pair it hits.
+    A restriction in force from month 0 is the standing policy the run starts from (as
+    the spin-up's export taxes), not news: it announces nothing."""
+    pairs = scenario.tension.parsed_pairs
+    shock = scenario.shock
+    announced = np.zeros(len(pairs))
+    if cutting and shock.start > 0 and month == shock.start - shock.notice_months:
+        announced += shock.quota_cut * _hit_pairs(pairs, shock.exporter, "")
+    for event in events:
+        if event.kind != "outage" and event.start > 0 and month == event.start - event.notice_months:
+            recent = None if trailing_exports is None else trailing_exports[regions.index(event.nation)] @ mask(event.elements)
+            announced += _severity(event, recent) * _hit_pairs(pairs, event.nation, event.destination)
+    return scenario.tension.announcement_jump * np.minimum(announced, 1.0)
+
+
+def _measured(event) -> bool:
+    """Whether an event is one a counterfactual run leaves out: a percentage cut or a licence."""
+    return event.kind == "licence" or (event.kind == "quota" and event.tonnes_per_year <= 0)  # destination quotas too
+
+
+def _destinations(event, regions: tuple[str, ...]) -> np.ndarray:
+    """[R] the destinations a licence or a destination quota applies to."""
+    if event.destination:
+        return np.array([r == event.destination for r in regions])
+    return np.array([r != event.nation and r not in event.general_licence for r in regions])
+
+
+def _licensed_since(licence, events) -> int:
+    """The month its nation's licensing began: a licence that follows another of the same
+    nation without a gap takes over its queue (its applications keep their filing month)."""
+    since = licence.start
+    earlier = [e for e in events if e.kind == "licence" and e.nation == licence.nation]
+    while True:
+        before = [e.start for e in earlier if e.start < since <= e.start + e.months]
+        if not before:
+            return since
+        since = min(before)
+
+
+def _severity(event, recent_exports: float | None) -> float:
+    """How much of its exports a restriction withholds, in [0, 1]: a quota's cut, or the
+    share of ``recent_exports`` (t/month of the elements it covers) a tonnage quota
+    leaves out; a ban's 1; an export tax's rate (at most 1); a licence's share of a
+    year's applications not shipped within the year, ``1 - approval_share x (12 -
+    delay_months) / 12``."""
+    if event.kind == "quota" and event.tonnes_per_year > 0:
+        if not recent_exports:
+            return 0.0
+        return 1.0 - min(1.0, event.tonnes_per_year / 12.0 / recent_exports)
+    if event.kind == "quota":
+        return event.cut
+    if event.kind == "export_tax":
+        return min(event.rate, 1.0)
+    if event.kind == "licence":
+        return 1.0 - event.approval_share * (12 - event.delay_months) / 12
+    return 1.0
+
+
+def _hit_pairs(pairs: tuple[tuple[str, str], ...], exporter: str, destination: str) -> np.ndarray:
+    """[pairs] 1 where a restriction by ``exporter`` (on ``destination`` only, if set) hits the pair."""
+    return np.array([float(x == exporter and destination in ("", partner)) for partner, x in pairs])

@@ -8,6 +8,7 @@ it changes (tables merge key by key, everything else replaces).
 """
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,31 +17,40 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
+from abm.data.chain import load_supply_chain
 from abm.levers import (
     LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, Contracts, DomesticMining, Partnership, PriceFloor,
     Recycling, Refining, Stockpile, Substitution,
 )
 from abm.schema import (
-    DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, NOT_SHOWN, PRODUCER, REGION, REGIONS, SHARE,
-    TONNES_PER_YEAR, ScenarioError, at_most, between, build, checked, csv_default, months_from, one_of, optional,
+    DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, NOT_SHOWN, PRODUCER, REGION, REGION_LIST, REGIONS, SHARE,
+    TONNES_PER_YEAR, ScenarioError, at_most, between, build, checked, csv_default, members, months_from, one_of,
+    optional,
     plain_name, spec,
 )
 
 __all__ = ["Event", "MarketParameters", "Scenario", "ScenarioError", "Shock", "TensionParameters", "load_scenario"]
 
-EVENT_KINDS = ("quota", "ban", "outage", "export_tax")
+EVENT_KINDS = ("quota", "ban", "outage", "export_tax", "licence")
 # The keys every event has, and those only some kinds use (abm.policy.export_rules).
 EVENT_COMMON_KEYS = ("kind", "nation", "start", "months")
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
-    "quota": ("cut", "tonnes_per_year", "elements"),
-    "ban": ("destination", "elements"),
+    "quota": ("cut", "tonnes_per_year", "elements", "destination", "notice_months"),
+    "ban": ("destination", "elements", "notice_months"),
     "outage": ("cut", "deposit"),
-    "export_tax": ("rate", "elements"),
+    "export_tax": ("rate", "elements", "notice_months"),
+    "licence": ("approval_share", "delay_months", "elements", "stages", "destination", "general_licence",
+                "notice_months"),
 }
 _EVENT_KEY_NOUNS = {
     "cut": "cut", "tonnes_per_year": "tonnage", "elements": "element list", "destination": "destination",
-    "deposit": "deposit", "rate": "tax rate",
+    "deposit": "deposit", "rate": "tax rate", "approval_share": "approval share", "delay_months": "processing delay",
+    "stages": "product stage list", "notice_months": "notice", "general_licence": "general licence",
 }
+# The product stages a licence may cover (abm.data.chain.STAGES), and its default scope:
+# China's April 2025 licences cover oxides, metals, alloys and magnets (facts.md).
+LICENSED_STAGES = ("concentrate", "oxide", "metal", "magnet")
+MAX_LICENCE_DELAY_MONTHS = 12
 
 
 def _pair(value: str) -> str | None:
@@ -100,6 +110,7 @@ class TensionParameters:
     max_tension_cut: float = csv_default("tension", "max_tension_cut", SHARE)
     ban_threshold: float = csv_default("tension", "ban_threshold", SHARE)
     ban_elements: tuple[str, ...] = spec(ELEMENT_LIST, default=("Dy", "Tb"))
+    announcement_jump: float = csv_default("tension", "announcement_jump", SHARE)
 
     @cached_property
     def parsed_pairs(self) -> tuple[tuple[str, str], ...]:
@@ -116,6 +127,7 @@ class Shock:
     start: int = csv_default("shock", "start", MONTHS)
     months: int = csv_default("shock", "months", MONTHS)
     elements: tuple[str, ...] = spec(ELEMENT_LIST, default=ELEMENTS)
+    notice_months: int = spec(MONTHS, default=0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,13 @@ class Event:
     tonnes of REO a year (a historical quota in tonnes, as China's 2009-2014 quotas);
     ``ban`` stops exports of ``elements`` to ``destination``; ``outage`` takes ``cut`` of
     the output of its mines of type ``deposit`` (a disaster, a strike, a border
-    closure); ``export_tax`` levies ``rate`` (ad valorem) on its exports of ``elements``."""
+    closure); ``export_tax`` levies ``rate`` (ad valorem) on its exports of ``elements``;
+    ``licence`` makes its exports of products of ``stages`` carrying ``elements`` wait
+    ``delay_months`` for a licence, of which ``approval_share`` is granted (to
+    ``destination`` only if set; never to the ``general_licence`` destinations); a
+    quota with a ``destination`` withholds ``cut`` of the exports to it only.
+    ``notice_months``: a restriction is announced that many months before ``start``
+    (tension rises then, and importers stock up)."""
 
     kind: str = spec(one_of(EVENT_KINDS, "an event kind"))
     nation: str = spec(PRODUCER)
@@ -138,6 +156,11 @@ class Event:
     deposit: str = spec(optional(DEPOSIT), default="")
     tonnes_per_year: float = spec(TONNES_PER_YEAR, default=0.0)
     rate: float = spec(between(0.0, 10.0), default=0.0)
+    approval_share: float = spec(SHARE, default=0.0)
+    delay_months: int = spec(between(0, MAX_LICENCE_DELAY_MONTHS), default=2)
+    stages: tuple[str, ...] = spec(members(LICENSED_STAGES, "product stages"), default=("oxide", "metal", "magnet"))
+    general_licence: tuple[str, ...] = spec(REGION_LIST, default=())
+    notice_months: int = spec(MONTHS, default=0)
 
 
 @dataclass(frozen=True)
@@ -172,14 +195,17 @@ class Scenario:
         return self.with_settings({k: v for k, v in overrides.items() if v is not None}, source)
 
     def with_settings(self, settings: Mapping[str, Any], source: str | Path = "keyword") -> "Scenario":
-        """A copy with settings applied, each named by a model keyword (``quota_cut``) or
-        by its place in a scenario file (``market.short_run_elasticity``): what an
-        experiment's factors and policies set."""
+        """A copy with settings applied, each named by a model keyword (``quota_cut``), by
+        its place in a scenario file (``market.short_run_elasticity``) or by an event's
+        index and key (``events[0].approval_share``): what an experiment's factors and
+        policies set."""
         scenario = self
         for name, value in settings.items():
             section, key = _setting_path(name, value, source)
             if section is None:
                 scenario = dataclasses.replace(scenario, **{key: checked(Scenario, key, value, key, source)})
+            elif section == "events":
+                scenario = _with_event_setting(scenario, name, key, value, source)
             else:
                 part = getattr(scenario, section)
                 value = checked(type(part), key, value, f"{section}.{key}", source)
@@ -188,22 +214,49 @@ class Scenario:
         return scenario
 
 
+def _event_at(scenario: Scenario, name: str, source: str | Path) -> tuple[int, str]:
+    """(index, key) of a setting ``events[i].key`` naming a key its event's kind uses."""
+    match = _EVENT_SETTING.fullmatch(name)
+    index, key = int(match.group(1)), match.group(2)
+    if index >= len(scenario.events):
+        raise ScenarioError(source, name, NOT_SHOWN, f"an event index below {len(scenario.events)} (the scenario's events)")
+    kind = scenario.events[index].kind
+    if key not in EVENT_COMMON_KEYS[1:] + EVENT_KEYS[kind]:
+        raise ScenarioError(source, name, NOT_SHOWN, f"a key {_article(kind)} uses ({', '.join(EVENT_KEYS[kind])})")
+    return index, key
+
+
+def _with_event_setting(scenario: Scenario, name: str, key: str, value: Any, source: str | Path) -> Scenario:
+    index, key = _event_at(scenario, name, source)
+    event = dataclasses.replace(scenario.events[index], **{key: checked(Event, key, value, name, source)})
+    return dataclasses.replace(scenario, events=scenario.events[:index] + (event,) + scenario.events[index + 1:])
+
+
 def setting_type(name: str) -> type:
-    """The Python type of a setting (a model keyword or a ``section.key``)."""
+    """The Python type of a setting (a model keyword, a ``section.key`` or ``events[i].key``)."""
     section, key = _setting_path(name, None, "setting")
-    owner = Scenario if section is None else _SECTIONS[section]
+    owner = {None: Scenario, "events": Event}.get(section) or _SECTIONS[section]
     return next(f.type for f in dataclasses.fields(owner) if f.name == key)
 
 
 def setting_value(scenario: "Scenario", name: str) -> Any:
-    """The value ``scenario`` holds for a setting (a model keyword or a ``section.key``)."""
+    """The value ``scenario`` holds for a setting (a model keyword, a ``section.key`` or ``events[i].key``)."""
     section, key = _setting_path(name, None, "setting")
+    if section == "events":
+        index, key = _event_at(scenario, name, "setting")
+        return getattr(scenario.events[index], key)
     return getattr(scenario if section is None else getattr(scenario, section), key)
+
+
+_EVENT_SETTING = re.compile(r"events\[(\d+)\]\.(\w+)")
 
 
 def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None, str]:
     if name in KEYWORD_PATHS:
         return KEYWORD_PATHS[name]
+    event = _EVENT_SETTING.fullmatch(name)
+    if event and event.group(2) in {f.name for f in dataclasses.fields(Event)}:
+        return "events", event.group(2)
     section, _, key = name.partition(".")
     if section in _SECTIONS and key in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
         return section, key
@@ -211,7 +264,8 @@ def _setting_path(name: str, value: Any, source: str | Path) -> tuple[str | None
     if key in retired:
         raise ScenarioError(source, name, NOT_SHOWN, retired[key])
     raise ScenarioError(  # an unknown key's value is never shown: it could be a secret
-        source, name, NOT_SHOWN, f"a model keyword ({', '.join(KEYWORD_PATHS)}) or a scenario key like market.holdback"
+        source, name, NOT_SHOWN,
+        f"a model keyword ({', '.join(KEYWORD_PATHS)}), a scenario key like market.holdback or an event key like events[0].cut",
     )
 
 
@@ -287,6 +341,21 @@ def separating_regions(scenario: Scenario) -> tuple[str, ...]:
     return tuple(r for r in REGIONS if r in active)
 
 
+def exporting_stages(scenario: Scenario, nation: str) -> tuple[str, ...]:
+    """The product stages ``nation`` makes in the scenario's world, so may export: its
+    mines' concentrate, its separation's oxides, its metal and magnet plants' output (a
+    plant project or the refining lever included)."""
+    calibration = load_calibration(scenario.base_year)
+    chain = load_supply_chain(scenario.base_year)
+    made = {stage for stage, where, _ in chain.plants if where == nation}
+    made |= {project.stage for project in chain.plant_projects if project.nation == nation}
+    if any(n == nation for n, _, _ in calibration.mines):
+        made.add("concentrate")
+    if nation in separating_regions(scenario):
+        made.add("oxide")
+    return tuple(stage for stage in LICENSED_STAGES if stage in made)
+
+
 def _no_separated_exports(scenario: Scenario, nation: str) -> str:
     return (
         f"a nation with separated exports to cap: {nation} only mines in base year {scenario.base_year} "
@@ -303,7 +372,13 @@ def _check_shock(scenario: Scenario, source: str | Path) -> None:
     zero-month shock stays allowed: it is the no-shock level of a duration sweep)."""
     shock = scenario.shock
     if shock.quota_cut <= 0:
+        if shock.notice_months > 0:
+            raise ScenarioError(source, "shock.notice_months", shock.notice_months,
+                                "no notice on a shock without a quota_cut (there is nothing to announce)")
         return
+    if shock.notice_months > shock.start:
+        raise ScenarioError(source, "shock.notice_months", shock.notice_months,
+                            f"at most shock.start ({shock.start}): an announcement within the run")
     if shock.start >= scenario.horizon_months:
         raise ScenarioError(source, "shock.start", shock.start, _before_the_end(scenario))
     if not shock.elements:
@@ -328,11 +403,14 @@ def _article(kind: str) -> str:
 def _check_event_keys(event: Event, given: set[str], where: str, source: str | Path) -> None:
     """Refuse a key the event's kind does not use (``given``: the keys the file states),
     since it could never change the run."""
-    if event.kind == "quota" and "destination" in given:
+    if event.kind == "quota" and {"destination", "tonnes_per_year"} <= given:
         raise ScenarioError(
             source, where + "destination", event.destination,
-            "no destination on a quota: destination-scoped quotas are not supported yet (a ban is the destination instrument)",
+            "no destination on a quota in tonnes (a destination quota is a cut of the exports to it)",
         )
+    if event.kind == "licence" and {"destination", "general_licence"} <= given:
+        raise ScenarioError(source, where + "general_licence", list(event.general_licence),
+                            "either a destination or general licences on a licence, not both")
     used = EVENT_KEYS[event.kind]
     for spec_ in dataclasses.fields(event):
         key = spec_.name
@@ -365,7 +443,7 @@ def _check_event(scenario: Scenario, event: Event, where: str, source: str | Pat
         raise ScenarioError(source, where + "cut", event.cut, f"a cut > 0 for {_article(event.kind)}")
     if event.kind == "ban" and event.destination == "":
         raise ScenarioError(source, where + "destination", "", "a region for a ban")
-    if event.kind == "ban" and event.destination == event.nation:
+    if event.destination == event.nation:
         raise ScenarioError(source, where + "destination", event.destination, "a region other than the nation")
     mines = {(n, d) for n, d, _ in calibration.mines}
     if event.kind == "outage" and (event.nation, event.deposit) not in mines:
@@ -375,6 +453,36 @@ def _check_event(scenario: Scenario, event: Event, where: str, source: str | Pat
         )
     if event.kind == "export_tax" and event.rate <= 0:
         raise ScenarioError(source, where + "rate", event.rate, "a tax rate > 0 for an export_tax")
+    if event.notice_months > event.start:
+        raise ScenarioError(source, where + "notice_months", event.notice_months,
+                            f"at most the event's start ({event.start}): an announcement within the run")
+    if event.notice_months > 0 and event.nation not in {x for _, x in scenario.tension.parsed_pairs}:
+        raise ScenarioError(source, where + "notice_months", event.notice_months,
+                            f"no notice from {event.nation}: it is in no tension pair, so an announcement moves nothing")
+    if event.kind == "licence":
+        _check_licence(scenario, event, where, source)
+
+
+def _check_licence(scenario: Scenario, event: Event, where: str, source: str | Path) -> None:
+    """A licence covers stages its nation exports, and withholds something."""
+    if not event.stages:
+        raise ScenarioError(source, where + "stages", [], "at least one product stage for a licence")
+    exported = exporting_stages(scenario, event.nation)
+    idle = [stage for stage in event.stages if stage not in exported]
+    if idle:
+        raise ScenarioError(
+            source, where + "stages", list(event.stages),
+            f"product stages {event.nation} makes ({', '.join(exported) or 'none'}): it exports no {idle[0]}",
+        )
+    if event.nation in event.general_licence:
+        raise ScenarioError(source, where + "general_licence", list(event.general_licence),
+                            f"destinations other than the licensing nation {event.nation}")
+    if len(set(REGIONS) - set(event.general_licence) - {event.nation}) == 0:
+        raise ScenarioError(source, where + "general_licence", list(event.general_licence),
+                            "some destination without a general licence (this licence covers none)")
+    if event.approval_share >= 1.0 and event.delay_months == 0:
+        raise ScenarioError(source, where + "approval_share", event.approval_share,
+                            "an approval share < 1 or a delay > 0: a licence granted at once in full withholds nothing")
 
 
 def _parts(table: Mapping[str, Any], source: str | Path) -> tuple[Scenario, dict[str, Any]]:

@@ -27,12 +27,15 @@ TOLERANCE_T = 1e-9
 class ProductRules:
     """This month's rules per product: ``quota_cut`` [R, P] share of reference exports
     withheld; ``banned`` [R, P, R] exporter, product, destination; ``tonnage_quotas``
-    (region, t REO / month, [P] products covered together); ``export_tax`` [R, P]."""
+    (region, t REO / month, [P] products covered together); ``export_tax`` [R, P];
+    ``licences`` (region, approval share, delay months, filing since month, [P] products
+    covered, [R] destinations covered)."""
 
     quota_cut: np.ndarray
     banned: np.ndarray
     tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]
     export_tax: np.ndarray
+    licences: tuple[tuple[int, float, int, int, np.ndarray, np.ndarray], ...]
 
 
 def element_reach(chain: Chain) -> np.ndarray:
@@ -43,15 +46,20 @@ def element_reach(chain: Chain) -> np.ndarray:
     return share >= COVERED_SHARE
 
 
-def product_rules(rules: ExportRules, reach: np.ndarray, taxed: np.ndarray) -> ProductRules:
+def product_rules(rules: ExportRules, reach: np.ndarray, taxed: np.ndarray, stage: np.ndarray) -> ProductRules:
     """Per-element ``rules`` as per-product rules: a product takes the strictest rule on
     any element it carries (``reach`` [P, E]); ``taxed`` [P] marks the products export
-    taxes apply to."""
+    taxes apply to; a licence covers the products of its stages (``stage`` [P] names)."""
     cut = (rules.quota_cut[:, None, :] * reach[None]).max(axis=2)  # [R, P]
     banned = (rules.banned[:, None, :, :] & reach[None, :, :, None]).any(axis=2)  # [R, P, R]
     tax = (rules.export_tax[:, None, :] * reach[None]).max(axis=2) * taxed[None]
     tonnage = tuple((row, tonnes, (reach & covered[None]).any(axis=1)) for row, tonnes, covered in rules.tonnage_quotas)
-    return ProductRules(quota_cut=cut, banned=banned, tonnage_quotas=tonnage, export_tax=tax)
+    licences = tuple(
+        (licence.region, licence.approval_share, licence.delay_months, licence.since,
+         (reach & licence.elements[None]).any(axis=1) & np.isin(stage, licence.stages), licence.destinations)
+        for licence in rules.licences
+    )
+    return ProductRules(quota_cut=cut, banned=banned, tonnage_quotas=tonnage, export_tax=tax, licences=licences)
 
 
 def deliver_contracts(volume: np.ndarray, stock: np.ndarray, export_cap: np.ndarray, open_link: np.ndarray) -> np.ndarray:
@@ -66,16 +74,32 @@ def deliver_contracts(volume: np.ndarray, stock: np.ndarray, export_cap: np.ndar
     home = np.eye(volume.shape[1], dtype=bool)[None]
     due_home = np.where(home, volume, 0.0)
     due_abroad = np.where(~home & open_link, volume, 0.0)
-
-    def fill(due: np.ndarray, available: np.ndarray) -> np.ndarray:
-        total = due.sum(axis=2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(total > available, available / np.where(total > 0, total, 1.0), 1.0)
-        return due * share[:, :, None]
-
-    delivered = fill(due_home, stock)
+    delivered = _prorate(due_home, stock)
     left = np.maximum(stock - delivered.sum(axis=2), 0.0)
-    return delivered + fill(due_abroad, np.minimum(left, export_cap))
+    return delivered + _prorate(due_abroad, np.minimum(left, export_cap))
+
+
+def deliver_licensed(approved: np.ndarray, stock: np.ndarray, export_cap: np.ndarray, bids: np.ndarray) -> np.ndarray:
+    """[P, R, R] t shipped under export licence from origin a to destination b this month.
+
+    ``approved`` [P, R, R] t the licences grant (0 where none applies); ``stock`` [P, R]
+    t the origin's sellers hold after contracts; ``export_cap`` [P, R] t it may still
+    export; ``bids`` [P, R] t the destination's buyers want. A licensed shipment goes to
+    the buyers who applied, before the spot market: a destination takes at most what it
+    bids, an origin short of stock or quota ships its licences pro rata."""
+    into = approved.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wanted = np.where(into > bids, bids / np.where(into > 0, into, 1.0), 1.0)
+    return _prorate(approved * wanted[:, None, :], np.minimum(stock, export_cap))
+
+
+def _prorate(due: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """[P, R, R] ``due`` from each origin, scaled down pro rata where it exceeds the
+    origin's ``available`` [P, R]."""
+    total = due.sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > available, available / np.where(total > 0, total, 1.0), 1.0)
+    return due * share[:, :, None]
 
 
 def prorata_fill(

@@ -88,7 +88,7 @@ BAD = [
      ["check", "s.toml"], "s.toml", "events[0].cut", None),
     ("quota with cut and tonnage", {"s.toml": _event(kind='"quota"', nation='"CN"', cut=0.5, tonnes_per_year=1000.0, start=0, months=2)},
      ["check", "s.toml"], "s.toml", "events[0].tonnes_per_year", None),
-    ("case10 quota on one destination", {"s.toml": _event(kind='"quota"', nation='"CN"', destination='"US"', elements='["Dy", "Tb"]', cut=0.5, start=11, months=12)},
+    ("destination quota in tonnes", {"s.toml": _event(kind='"quota"', nation='"CN"', destination='"US"', elements='["Dy", "Tb"]', tonnes_per_year=500.0, start=11, months=12)},
      ["check", "s.toml"], "s.toml", "events[0].destination", None),
     ("e9 quota on a mining-only nation", {"s.toml": _event(kind='"quota"', nation='"MM"', elements='["Dy", "Tb"]', cut=1.0, start=3, months=12)},
      ["check", "s.toml"], "s.toml", "events[0].nation", None),
@@ -105,7 +105,6 @@ CASE_FILES = [
     ("e9_myanmar_quota.toml", "check", "events[0].nation"),
     ("e11_domestic_mining_inf.toml", "run", "domestic_mining.tonnes_per_year"),
     ("e12_name_escapes_results.toml", "run", "name"),
-    ("case10_quota_one_destination.toml", "check", "events[0].destination"),
     ("case14_sobol_not_power_of_two.toml", "batch", "samples"),
 ]
 
@@ -206,7 +205,7 @@ def test_events_built_in_python_refuse_keys_their_kind_ignores():
     base = Scenario(horizon_months=24)
     for event, key in [
         (Event(kind="outage", nation="CN", deposit="bayan_obo", destination="JP", start=0, months=2), "events[0].destination"),
-        (Event(kind="quota", nation="CN", destination="US", cut=0.5, start=0, months=2), "events[0].destination"),
+        (Event(kind="quota", nation="CN", destination="US", tonnes_per_year=500.0, start=0, months=2), "events[0].destination"),
         (Event(kind="ban", nation="CN", destination="JP", rate=0.2, start=0, months=2), "events[0].rate"),
         (Event(kind="export_tax", nation="MM", rate=0.2, start=0, months=2), "events[0].nation"),
         (Event(kind="outage", nation="CN", deposit="bayan_obo", start=0, months=0), "events[0].months"),

@@ -57,8 +57,20 @@ def test_same_seed_gives_identical_series_and_other_seeds_other_tension():
 
 
 def test_scenarios_with_one_seed_share_one_tension_path(baseline_run, shock_run):
-    """Common random numbers: a policy never changes the random draws a run sees."""
-    pd.testing.assert_frame_equal(_table(baseline_run.series, "tension"), _table(shock_run.series, "tension"))
+    """Common random numbers: a policy never changes the random draws a run sees. The
+    shock's announcement raises tension at its start, by announcement_jump x its cut, and
+    the gap decays at the reversion rate (a tension-driven ban later may widen it)."""
+    base, shock = _table(baseline_run.series, "tension"), _table(shock_run.series, "tension")
+    scenario = load_scenario(EXPERIMENTS / "quota_shock.toml")
+    start = scenario.shock.start + 1  # series step s records the state after month s - 1
+    pd.testing.assert_frame_equal(base.iloc[:start], shock.iloc[:start])
+    jump = scenario.tension.announcement_jump * scenario.shock.quota_cut
+    gap = (shock - base).iloc[start]
+    unclipped = (base.iloc[start] + jump) <= 1.0
+    np.testing.assert_allclose(gap[unclipped], jump, rtol=1e-9)
+    quiet = dataclasses.replace(scenario, tension=dataclasses.replace(scenario.tension, announcement_jump=0.0))
+    quiet_tension = _table(run_scenario(dataclasses.replace(quiet, horizon_months=start + 3), seed=7).series, "tension")
+    pd.testing.assert_frame_equal(base.iloc[: start + 4], quiet_tension)
 
 
 def test_a_separating_nation_without_mines_can_ban_too():

@@ -85,10 +85,11 @@ def test_element_rules_become_product_rules():
     banned[0, ELEMENTS.index("Tb"), 2] = True
     tax = np.zeros((n_r, n_e))
     tax[0, ELEMENTS.index("Dy")] = 0.25
-    rules = ExportRules(quota_cut=cut, banned=banned, outage=np.zeros((n_r, 4)), tonnage_quotas=(), export_tax=tax)
+    rules = ExportRules(quota_cut=cut, banned=banned, outage=np.zeros((n_r, 4)), tonnage_quotas=(), export_tax=tax,
+                         licences=(), announced=np.zeros(0))
     reach = element_reach(CHAIN)
     taxed = np.isin(np.array(CHAIN.data.stage), ("oxide", "metal"))
-    product = product_rules(rules, reach, taxed)
+    product = product_rules(rules, reach, taxed, np.array(CHAIN.data.stage))
     index = {p: i for i, p in enumerate(CHAIN.products)}
     assert product.quota_cut[0, index["Dy_oxide"]] == 0.4 and product.quota_cut[0, index["Nd_oxide"]] == 0.0
     assert product.banned[0, index["Tb_metal"], 2] and not product.banned[0, index["Tb_metal"], 1]

@@ -105,15 +105,16 @@ class EndUsers:
         noise: np.ndarray,
         params: MarketParameters,
     ) -> None:
-        """Set ``need`` and ``want`` [B, P] at this month's posted prices ``price`` [B, P]."""
+        """Set ``need``, ``stock_target`` (working stock aimed at, raised by tension with
+        the dominant exporter) and ``want`` [B, P] t at this month's posted prices ``price`` [B, P]."""
         ratio = price / reference_price
         self.price_memory = self.price_memory + (ratio - self.price_memory) / params.price_memory_months
         response = ratio**params.short_run_elasticity * self.price_memory ** (
             params.long_run_elasticity - params.short_run_elasticity
         )
         self.need = self.trend_need(month) * response * noise
-        target = self.inventory_months[:, None] * self.need * (1.0 + params.hoarding_response * tension)[:, None]
-        self.want = np.maximum(self.need + (target - self.stock) / params.restock_months, 0.0)
+        self.stock_target = self.inventory_months[:, None] * self.need * (1.0 + params.hoarding_response * tension)[:, None]
+        self.want = np.maximum(self.need + (self.stock_target - self.stock) / params.restock_months, 0.0)
 
     def consume(self, received: np.ndarray, contract_received: np.ndarray, contract_price: np.ndarray,
                 price: np.ndarray, month: int) -> None:

@@ -17,10 +17,12 @@ class ExportingNation(mesa.Agent):
     above capacity (new capacity takes years: the model's investment step).
 
     Its export rules are per product (concentrates, oxides, metals, magnets): the export
-    cap is ``(1 - quota_cut) x reference exports``: the reference is the mean of the last
-    twelve months of actual exports of each product, frozen while a quota is in
-    force so that a 40 % cut stays a cut of normal trade, not of last month's reduced
-    trade. A quota in tonnes (China's 2009-2014 quotas were tonnes of REO, all elements
+    cap of a percentage cut is ``(1 - quota_cut) x`` what it would export this month
+    without its percentage cuts and licences (``abm.counterfactual``), so a 40 % cut is
+    a cut of 40 % against the run without it (licences and destination quotas are
+    shipments per destination, ``RareEarthModel._licensed_flows``). ``export_reference``,
+    the mean of the last twelve months of actual exports of each product (frozen while
+    the product is capped), weighs a tonnage quota's split and bounds smuggling. A quota in tonnes (China's 2009-2014 quotas were tonnes of REO, all elements
     together) is split over the products it covers in proportion to the REO content of
     that reference (``_split``); a quota on every element covers the nation's whole REO
     output, of which the modelled oxides are only a share (``modelled_share``), so it
@@ -84,12 +86,16 @@ class ExportingNation(mesa.Agent):
         banned: np.ndarray,
         tonnage_quotas: tuple[tuple[float, np.ndarray], ...] = (),
         export_tax: np.ndarray | None = None,
+        reference: np.ndarray | None = None,
     ) -> None:
-        """Adopt this month's rules: ``quota_cut`` [P] share of reference exports withheld,
-        ``banned`` [P, R] destinations that may not buy each product, ``tonnage_quotas``
-        (t REO / month, [P] products covered together) and ``export_tax`` [P]. Every cap
-        applies; a product under several gets the tightest."""
-        cap = np.where(quota_cut > 0, (1.0 - quota_cut) * self.export_reference, np.inf)
+        """Adopt this month's rules: ``quota_cut`` [P] share of ``reference`` [P] t (the
+        counterfactual exports this month, ``abm.counterfactual``; needed when a cut is
+        in force) withheld, ``banned`` [P, R] destinations that may not buy each product,
+        ``tonnage_quotas`` (t REO / month, [P] products covered together) and
+        ``export_tax`` [P]. Every cap applies; a product under several gets the tightest."""
+        cap = np.full(len(quota_cut), np.inf)
+        if quota_cut.any():
+            cap = np.where(quota_cut > 0, (1.0 - quota_cut) * reference, np.inf)
         for tonnes, covered in tonnage_quotas:
             cap = np.where(covered, np.minimum(cap, self._split(tonnes, covered)), cap)
         self.export_cap = cap

@@ -95,7 +95,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 # and tables (not the batch engine, the CLI, figures, the browser app or the validation
 # record around them).
 MODEL_FILES = (
-    "__init__.py", "chain.py", "clearing.py", "hub_roots.py", "levers.py", "metrics.py", "model.py", "policy.py",
+    "__init__.py", "chain.py", "clearing.py", "counterfactual.py", "hub_roots.py", "levers.py", "metrics.py", "model.py", "policy.py",
     "programmes.py", "run.py", "scenario.py", "schema.py", "trade.py", "agents/*.py", "data/*.py", "data/*.csv",
     "data/base_*/*.csv",
 )

@@ -1,0 +1,116 @@
+"""Every key an event or the shock accepts changes the run, or is refused (issue
+"Export controls v2", item 3): one table, every kind x key, checked for completeness."""
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from abm import RareEarthModel
+from abm.batch.experiment import experiment_from_dict
+from abm.batch.plan import plan_runs
+from abm.scenario import (
+    EVENT_COMMON_KEYS, EVENT_KEYS, Event, ScenarioError, Shock, scenario_from_dict, setting_type, setting_value,
+)
+from tests.conftest import EXPERIMENTS
+
+HORIZON = 10
+
+# A valid event of each kind, and for each of its keys a different valid value.
+BASE_EVENTS = {
+    "quota": dict(kind="quota", nation="CN", start=3, months=4, cut=0.5, elements=["Dy", "Tb"]),
+    "ban": dict(kind="ban", nation="CN", destination="US", start=3, months=4, elements=["Dy", "Tb"]),
+    "outage": dict(kind="outage", nation="CN", deposit="ionic_clay", start=3, months=4, cut=0.5),
+    "export_tax": dict(kind="export_tax", nation="CN", start=3, months=4, rate=0.25, elements=["Dy", "Tb"]),
+    "licence": dict(kind="licence", nation="CN", start=3, months=4, approval_share=0.3, delay_months=2,
+                    elements=["Dy", "Tb"]),
+}
+VARIANTS = {
+    "quota": dict(nation="MY", start=2, months=6, cut=0.2, elements=["Nd"], destination="US", notice_months=2,
+                  tonnes_per_year=20000.0),
+    "ban": dict(nation="MY", destination="JP", start=2, months=6, elements=["Nd"], notice_months=2),
+    "outage": dict(nation="MM", deposit="bayan_obo", start=2, months=6, cut=0.2),
+    "export_tax": dict(nation="MY", start=2, months=6, rate=0.5, elements=["Nd"], notice_months=2),
+    "licence": dict(nation="MY", start=2, months=6, approval_share=0.6, delay_months=1, elements=["Dy"],
+                    stages=["magnet"], destination="US", general_licence=["JP"], notice_months=2),
+}
+# Keys that replace another when varied (a quota in tonnes states no cut).
+REPLACES = {("quota", "tonnes_per_year"): "cut", ("outage", "nation"): "deposit"}
+PAIRED = {("outage", "nation"): dict(deposit="ionic_clay"), ("licence", "nation"): dict(stages=["oxide"])}
+SHOCK_BASE = dict(exporter="CN", quota_cut=0.4, start=3, months=4, elements=["Dy", "Tb"])
+SHOCK_VARIANTS = dict(exporter="MY", quota_cut=0.2, start=2, months=6, elements=["Nd"], notice_months=2)
+
+
+def _fingerprint(table: dict) -> np.ndarray:
+    scenario = scenario_from_dict({"horizon_months": HORIZON, **table})
+    model = RareEarthModel(rng=5, scenario=scenario)
+    prices = []
+    while model.running:
+        model.step()
+        prices.append(model.product_price.copy())
+    return np.array(prices)
+
+
+def _cases():
+    for kind, variants in VARIANTS.items():
+        for key, value in variants.items():
+            yield pytest.param(kind, key, value, id=f"{kind}.{key}")
+
+
+def test_the_table_covers_every_key_of_every_kind():
+    for kind in EVENT_KEYS:
+        assert set(VARIANTS[kind]) == set(EVENT_COMMON_KEYS[1:]) | set(EVENT_KEYS[kind]), kind
+    shock_keys = {f.name for f in dataclasses.fields(Shock)}
+    assert set(SHOCK_VARIANTS) | {"exporter"} >= shock_keys - {"exporter"} and "exporter" in SHOCK_VARIANTS
+
+
+@pytest.fixture(scope="module")
+def base_runs():
+    return {kind: _fingerprint({"events": [event]}) for kind, event in BASE_EVENTS.items()}
+
+
+@pytest.mark.parametrize("kind, key, value", list(_cases()))
+def test_every_event_key_changes_the_run_or_is_refused(base_runs, kind, key, value):
+    event = dict(BASE_EVENTS[kind])
+    event.pop(REPLACES.get((kind, key), "-"), None)
+    event.update(PAIRED.get((kind, key), {}))
+    event[key] = value
+    try:
+        varied = _fingerprint({"events": [event]})
+    except ScenarioError as refused:
+        pytest.fail(f"the table's value should be valid: {refused}")
+    assert not np.array_equal(varied, base_runs[kind]), f"{kind}.{key} = {value!r} changed nothing"
+
+
+@pytest.mark.parametrize("key, value", list(SHOCK_VARIANTS.items()), ids=list(SHOCK_VARIANTS))
+def test_every_shock_key_changes_the_run(key, value):
+    assert not np.array_equal(_fingerprint({"shock": {**SHOCK_BASE, key: value}}), _fingerprint({"shock": SHOCK_BASE}))
+
+
+@pytest.mark.parametrize("kind", list(EVENT_KEYS))
+def test_every_key_a_kind_does_not_use_is_refused(kind):
+    used = set(EVENT_COMMON_KEYS) | set(EVENT_KEYS[kind])
+    defaults = Event(kind=kind, nation="CN", start=0, months=1)
+    for field in dataclasses.fields(Event):
+        if field.name in used:
+            continue
+        value = getattr(defaults, field.name)
+        value = list(value) if isinstance(value, tuple) else value
+        with pytest.raises(ScenarioError, match=rf"events\[0\]\.{field.name}"):
+            scenario_from_dict({"events": [{**BASE_EVENTS[kind], field.name: value}]})
+
+
+def test_an_event_key_is_a_setting_experiments_can_sweep():
+    """``events[i].key`` names an event's key as a factor or policy setting, checked as in a file."""
+    base = scenario_from_dict({"events": [BASE_EVENTS["licence"]]})
+    varied = base.with_settings({"events[0].approval_share": 0.6})
+    assert setting_value(varied, "events[0].approval_share") == 0.6 and setting_type("events[0].delay_months") is int
+    assert not np.array_equal(_fingerprint({"events": [{**BASE_EVENTS["licence"], "approval_share": 0.6}]}),
+                              _fingerprint({"events": [BASE_EVENTS["licence"]]}))
+    for name, value in [("events[1].approval_share", 0.5), ("events[0].cut", 0.5), ("events[0].approval_share", 1.5)]:
+        with pytest.raises(ScenarioError, match=re.escape(name)):
+            base.with_settings({name: value}, "exp.toml")
+    experiment = experiment_from_dict({"name": "sweep", "scenario": str(EXPERIMENTS / "licensing_2025.toml"),
+                                       "factors": {"events[1].approval_share": [0.25, 0.75]}})
+    assert len(plan_runs(experiment)) == 2 * experiment.replications

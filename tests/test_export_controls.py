@@ -1,0 +1,206 @@
+"""Export controls v2: cuts measured against the run without them, licences that queue,
+and announcements that move expectations (docs/ODD.md §7.17)."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from abm import RareEarthModel, Scenario
+from abm.scenario import Event, ScenarioError, Shock, load_scenario
+
+CUT_START, CUT_MONTHS = 3, 12
+CONTROLLED = ("Dy", "Tb")
+
+
+def _exports(scenario: Scenario, seed: int = 1, elements: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """China's official exports [months] t (oxide equivalent, all products; of ``elements``
+    if given) and every product's price [months, P, R], month by month."""
+    model = RareEarthModel(rng=seed, scenario=scenario)
+    china = model.exporters.index("CN")
+    columns = [model.elements.index(e) for e in (elements or model.elements)]
+    exports, prices = [], []
+    while model.running:
+        model.step()
+        exports.append(model.exports[columns, china].sum())
+        prices.append(model.product_price.copy())
+    return np.array(exports), np.array(prices)
+
+
+def _cut(cut: float, horizon: int = 24) -> Scenario:
+    return Scenario(horizon_months=horizon, shock=Shock(quota_cut=cut, start=CUT_START, months=CUT_MONTHS))
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return _exports(_cut(0.0))
+
+
+def test_a_vanishing_cut_is_the_baseline(baseline):
+    """A cut of 1e-6 changes no price by more than 1 % in any month (the v1 reference,
+    frozen below growing exports, raised the Dy peak 3.4x)."""
+    _, base_prices = baseline
+    _, prices = _exports(_cut(1e-6))
+    assert np.max(np.abs(prices / base_prices - 1.0)) < 0.01
+
+
+@pytest.mark.parametrize("cut", [0.25, 0.5, 0.75])
+def test_a_nominal_cut_is_the_export_fall_against_the_paired_baseline(baseline, cut):
+    base_exports, _ = baseline
+    exports, _ = _exports(_cut(cut))
+    window = slice(CUT_START, CUT_START + CUT_MONTHS)
+    achieved = 1.0 - exports[window].sum() / base_exports[window].sum()
+    assert abs(achieved - cut) <= 0.05
+    monthly = 1.0 - exports[window] / base_exports[window]
+    assert np.all(np.abs(monthly - cut) <= 0.05)
+
+
+def _licence(approval: float, delay: int, start: int, months: int) -> Event:
+    return Event(kind="licence", nation="CN", start=start, months=months, elements=CONTROLLED,
+                 approval_share=approval, delay_months=delay)
+
+
+def test_a_licence_queue_builds_up_then_passes_its_approval_share_and_recovers():
+    """Approval 0.3 after a 2-month delay: nothing passes while the first applications
+    wait, then about 30 % of what would have been exported; raised to 0.9 (the second
+    licence takes over the first's queue), exports recover at once to well above that,
+    though below 0.9 of the baseline: China's mines cut output behind the wall and
+    take months to return."""
+    horizon = 24
+    base = Scenario(horizon_months=horizon)
+    licensed = dataclasses.replace(base, events=(_licence(0.3, 2, 3, 9), _licence(0.9, 2, 12, 12)))
+    base_exports, _ = _exports(base, elements=CONTROLLED)
+    exports, _ = _exports(licensed, elements=CONTROLLED)
+    ratio = exports / base_exports
+    np.testing.assert_allclose(ratio[:3], 1.0, rtol=1e-9)  # before the licence
+    assert np.all(ratio[3:5] < 0.01)  # the queue fills
+    assert np.all(np.abs(ratio[6:12] - 0.3) < 0.1)  # about 70 % cut once it is full
+    assert np.all(ratio[12:24] > 0.5) and ratio[12:24].mean() > 0.7  # approvals at 0.9: they recover
+
+
+def test_a_licence_granted_in_full_after_a_delay_only_delays():
+    base = Scenario(horizon_months=18)
+    base_exports, _ = _exports(base, elements=CONTROLLED)
+    exports, _ = _exports(dataclasses.replace(base, events=(_licence(1.0, 1, 3, 12),)), elements=CONTROLLED)
+    ratio = exports / base_exports
+    assert ratio[3] < 0.01
+    assert np.all(np.abs(ratio[5:15] - 1.0) < 0.15)
+
+
+def test_importers_stock_up_from_the_month_a_restriction_is_announced():
+    """A Dy/Tb ban on the US announced at month 6 for month 10: US magnet makers' and
+    users' stock targets rise from month 6, not before, and tension jumps then."""
+    horizon = 9
+    base = Scenario(horizon_months=horizon)
+    ban = Event(kind="ban", nation="CN", destination="US", start=10, months=6, elements=CONTROLLED, notice_months=4)
+    announced = dataclasses.replace(base, events=(ban,), horizon_months=horizon)
+
+    def targets(scenario):
+        model = RareEarthModel(rng=3, scenario=scenario)
+        us = model.regions.index("US")
+        rows = model.end_users.region == us
+        out, tension = [], []
+        while model.running:
+            model.step()
+            out.append(model.end_users.stock_target[rows].sum())
+            tension.append(model.tension[model.tension_pairs.index("US-CN")])
+        return np.array(out), np.array(tension)
+
+    base_target, base_tension = targets(base)
+    target, tension = targets(announced)
+    np.testing.assert_array_equal(target[:6], base_target[:6])
+    assert target[6] > base_target[6] * 1.05
+    assert tension[6] - base_tension[6] == pytest.approx(announced.tension.announcement_jump, rel=1e-9)
+
+
+@pytest.mark.parametrize("event, key", [
+    (dict(kind="licence", nation="MY", start=0, months=6, stages=["oxide", "magnet"]), "stages"),
+    (dict(kind="licence", nation="CN", start=0, months=6, approval_share=1.0, delay_months=0), "approval_share"),
+    (dict(kind="licence", nation="CN", start=0, months=6, stages=[]), "stages"),
+    (dict(kind="ban", nation="CN", destination="US", start=2, months=6, notice_months=3), "notice_months"),
+    (dict(kind="quota", nation="MY", start=6, months=6, cut=0.5, notice_months=3), "notice_months"),
+    (dict(kind="outage", nation="CN", deposit="ionic_clay", start=6, months=6, notice_months=3), "notice_months"),
+    (dict(kind="licence", nation="CN", start=0, months=6, cut=0.5), "cut"),
+])
+def test_licence_and_notice_keys_that_could_not_act_are_refused(tmp_path, event, key):
+    lines = [f"{k} = {v!r}".replace("'", '"') if not isinstance(v, list) else f"{k} = {v!r}".replace("'", '"')
+             for k, v in event.items()]
+    path = tmp_path / "s.toml"
+    path.write_text("[[events]]\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert f"events[0].{key}" in str(raised.value)
+
+
+def _received(scenario: Scenario, seed: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """[months, R] t of Dy and Tb each region's buyers received (in every product), and
+    [months, R] t China shipped to each region."""
+    model = RareEarthModel(rng=seed, scenario=scenario)
+    heavy = model.chain.content[:, [model.elements.index(e) for e in CONTROLLED]].sum(axis=1)  # [P]
+    china = model.regions.index("CN")
+    received, from_china = [], []
+    while model.running:
+        model.step()
+        received.append(heavy @ model.product_received)
+        from_china.append(heavy @ model.product_flow[:, china, :])
+    return np.array(received), np.array(from_china), model.regions
+
+
+@pytest.mark.parametrize("event", [
+    Event(kind="licence", nation="CN", destination="US", start=3, months=12, elements=CONTROLLED,
+          approval_share=0.3, delay_months=2),
+    Event(kind="quota", nation="CN", destination="US", start=3, months=12, elements=CONTROLLED, cut=0.7),
+], ids=["licence", "quota"])
+def test_a_control_aimed_at_the_us_cuts_chinas_shipments_to_it_only(event):
+    """China's shipments to the US fall to about 30 % of the baseline's; Japan and the EU
+    receive within 5 % of the baseline."""
+    base = Scenario(horizon_months=16)
+    window = slice(6, 15)
+    base_received, base_from_china, regions = _received(base)
+    received, from_china, _ = _received(dataclasses.replace(base, events=(event,)))
+    us = regions.index("US")
+    assert from_china[window, us].sum() / base_from_china[window, us].sum() == pytest.approx(0.3, abs=0.05)
+    for region in ("JP", "EU"):
+        r = regions.index(region)
+        assert abs(received[window, r].sum() / base_received[window, r].sum() - 1.0) < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "re-export restrictions are not modelled yet: a control aimed at the US alone is re-routed through Japan, "
+    "Europe and the rest of the world (the US receives about 2 % more Dy and Tb, stocking up after the "
+    "announcement), as the April 2025 controls were, until China's October 2025 rules on re-exports"))
+def test_a_control_aimed_at_the_us_cuts_what_the_us_receives():
+    base = Scenario(horizon_months=16)
+    window = slice(6, 15)
+    event = Event(kind="licence", nation="CN", destination="US", start=3, months=12, elements=CONTROLLED,
+                  approval_share=0.3, delay_months=2)
+    base_received, _, regions = _received(base)
+    received, _, _ = _received(dataclasses.replace(base, events=(event,)))
+    us = regions.index("US")
+    assert received[window, us].sum() < 0.9 * base_received[window, us].sum()
+
+
+@pytest.mark.parametrize("path", ["case10_quota_one_destination.toml", "case10_ref_all_destinations.toml"])
+def test_case10_a_quota_on_the_us_spares_japan_where_one_on_everyone_does_not(path):
+    """shared/cases/case10: a 50 % Dy/Tb quota on the US only (version 1 ran it as a quota
+    on everyone: Japan's Dy shortfall went from 78 t to 120 t). Here Japan and the EU
+    receive within 5 % of the baseline under the US quota, and China ships the US half;
+    under the same quota on every destination China's shipments to them all are halved."""
+    cases = Path(__file__).resolve().parents[2] / "shared" / "cases"
+    if not (cases / path).is_file():
+        pytest.skip("shared/cases is not beside the checkout")
+    scenario = dataclasses.replace(load_scenario(cases / path), horizon_months=24)
+    base_received, base_from_china, regions = _received(dataclasses.replace(scenario, events=()))
+    received, from_china, _ = _received(scenario)
+    window = slice(12, 23)
+    ratio = {r: from_china[window, regions.index(r)].sum() / base_from_china[window, regions.index(r)].sum()
+             for r in ("US", "JP", "EU")}
+    if "one_destination" in path:
+        assert ratio["US"] == pytest.approx(0.5, abs=0.05)
+        for region in ("JP", "EU"):
+            r = regions.index(region)
+            assert abs(received[window, r].sum() / base_received[window, r].sum() - 1.0) < 0.05
+            assert ratio[region] > 0.9
+    else:  # the market shares the quota out: every destination loses
+        assert all(share < 0.75 for share in ratio.values())
