@@ -62,12 +62,15 @@ class Chain:
             share = np.where(total > 0, (self.content * element_mask).sum(axis=1) / total, 0.0)
         return share >= COVERED_SHARE
 
-    def willingness_to_pay(self, price: np.ndarray, output_price: np.ndarray | None = None) -> np.ndarray:
+    def willingness_to_pay(self, price: np.ndarray, output_price: np.ndarray | None = None,
+                           yielding: np.ndarray | None = None) -> np.ndarray:
         """[P, R] USD/kg the most a converter can pay for each product it uses (derived
         demand), at prices ``price`` [P, R] of everything else and its metal and magnet
         outputs selling at ``output_price`` [P, R] (default ``price``): for a concentrate
-        the oxides one kg yields less their separation cost (as in ``reference_prices``);
-        for an input i of a metal or magnet o, the best over the products made of it of
+        the oxides one kg yields less their separation cost (as in ``reference_prices``),
+        each oxide counted for the share of the region's separators that yield it this
+        month (``yielding`` [P, R], default 1: ``Converters.yielding_share``); for an
+        input i of a metal or magnet o, the best over the products made of it of
         ``(output price of o - conversion cost of o - cost of o's other inputs) / t of i
         per t of o``; 0 for products no converter uses (magnets) or whose output no
         longer pays for the other inputs. At reference prices every input's willingness
@@ -75,6 +78,8 @@ class Chain:
         data, value = self.data, np.zeros_like(price)
         oxides, concentrates = self.stage_index("oxide"), self.stage_index("concentrate")
         margin = price[oxides] - data.conversion_cost[oxides, None]
+        if yielding is not None:
+            margin = margin * yielding[oxides]
         value[concentrates] = data.separation[np.ix_(oxides, concentrates)].T @ margin
         made = np.concatenate([self.stage_index("metal"), self.stage_index("magnet")])
         recipe = data.recipe[made]  # [M, P] t of input per t of output
@@ -154,11 +159,15 @@ class BaseYear:
     swarf_oxide: np.ndarray
 
 
-def base_year(calibration: Calibration, chain: Chain, separation_yield: float, swarf_recovery: float) -> BaseYear:
+def base_year(calibration: Calibration, chain: Chain, separation_yield: float, swarf_recovery: float,
+              separated_share: np.ndarray | None = None) -> BaseYear:
     """Size the base year so that it balances, element by element.
 
     World oxide supply is the mines' capacity times their baskets times the separation
-    yield. Magnet output M is set so that magnets take the magnet share of Nd in
+    yield, times ``separated_share`` [E] (default 1), the share of each element that the
+    base year's separators yield (separation_scope.csv: outside China no Dy or Tb before
+    2025; ``Converters.separated_share``); the rest goes with the tailings. Magnet
+    output M is set so that magnets take the magnet share of Nd in
     demand_by_sector.csv (net of Nd recovered from magnet makers' swarf); magnets are
     split by end use, region and grade (magnet_use.csv, magnet_grades.csv). The oxide
     the magnets need of every other element follows from the recipes, and what is left
@@ -172,6 +181,8 @@ def base_year(calibration: Calibration, chain: Chain, separation_yield: float, s
     metals = chain.stage_index("metal")
     mined = calibration.mined_by_deposit
     supply = mined @ calibration.basket * separation_yield  # [E]
+    if separated_share is not None:
+        supply = supply * separated_share
 
     per_magnet = data.magnet_use_share.sum(axis=1) @ data.grade_mix  # [P] t of each grade per t of magnets
     metal_per_magnet = data.recipe[:, metals].T @ per_magnet  # [P_metal]

@@ -201,10 +201,12 @@ class RareEarthModel(mesa.Model):
         self._concentrates = self.chain.stage_index("concentrate")
         self._magnets = self.chain.stage_index("magnet")
         self._made_products = np.concatenate([self.chain.stage_index("metal"), self._magnets])
-        base = base_year(calibration, self.chain, self.market.separation_yield, self.market.swarf_recovery)
         self.base_price = self._base_price()
         self._build_nations(calibration)
-        self._build_plants(calibration, data, base)
+        self._build_plants(calibration, data)
+        base = base_year(calibration, self.chain, self.market.separation_yield, self.market.swarf_recovery,
+                         self.converters.separated_share(data.separation)[self._oxides])
+        self._start_plants(self.converters, base)
         self._build_end_users(calibration, data, base)
         self._bought_by_end_users = self.end_users.base_need.sum(axis=0) > 0  # [P]
         self._build_recyclers()
@@ -310,15 +312,16 @@ class RareEarthModel(mesa.Model):
         share[self._concentrates] = deposit_share
         return share
 
-    def _build_plants(self, calibration: Calibration, data: SupplyChain, base: BaseYear) -> None:
-        """Separation plants (refiners.csv and refinery projects, a refining lever's plant),
-        metal and magnet plants (plants.csv, plant_projects.csv); each existing plant
-        starts producing its stage's base-year output in proportion to its capacity,
-        with expected sales at that rate and its stocks at target cover."""
+    def _build_plants(self, calibration: Calibration, data: SupplyChain) -> None:
+        """Separation plants (refiners.csv and refinery projects, each yielding the oxides
+        of its nation's separation_scope.csv rows from their months; a refining lever's
+        plant, which yields every oxide), metal and magnet plants (plants.csv,
+        plant_projects.csv); ``_start_plants`` gives them their base-year output."""
         index = {r: i for i, r in enumerate(self.regions)}
         spec, feeds = self.spec, self._feed_shares(calibration)
         plants = [
-            Plant(SEPARATION, index[n], capacity / 12.0, self._concentrate_share(feeds[feed]))
+            Plant(SEPARATION, index[n], capacity / 12.0, self._concentrate_share(feeds[feed]),
+                  yields_from=self._yields_from(data, n))
             for n, capacity, feed in calibration.refiners
         ]
         for project in calibration.projects:
@@ -326,7 +329,7 @@ class RareEarthModel(mesa.Model):
                 feed = feeds.get(project.target, feeds["world"])
                 plants.append(Plant(SEPARATION, index[project.nation], project.capacity_t_per_year / 12.0,
                                     self._concentrate_share(feed), month_index(project.online, spec.start_year),
-                                    project.ramp_months))
+                                    project.ramp_months, self._yields_from(data, project.nation)))
         if spec.refining.tonnes_per_year > 0:
             region = spec.refining.region
             plants.append(Plant(SEPARATION, index[region], spec.refining.tonnes_per_year / 12.0,
@@ -340,22 +343,32 @@ class RareEarthModel(mesa.Model):
         ]
         stage_products = {stage: self.chain.stage_index(stage) for stage in STAGES}
         converters = Converters(plants, len(self.products), stage_products)
-        self._start_plants(converters, base)
         self.converters = converters
         for k in range(len(converters)):
             Converter(self, converters, k)
 
+    def _yields_from(self, data: SupplyChain, nation: str) -> np.ndarray:
+        """[P] model month from which a separation plant in ``nation`` yields each oxide
+        (separation_scope.csv; inf where never, 0 for every other product)."""
+        start = np.zeros(len(self.products))
+        months = [np.inf if m is None else month_index(m, self.spec.start_year) for m in data.separation_from[nation]]
+        start[self._oxides] = months
+        return start
+
     def _start_plants(self, plants: Converters, base: BaseYear) -> None:
-        """Base-year output of each existing plant, in proportion to capacity within its
-        stage; expected sales at that rate; output and input stocks at target cover."""
+        """Base-year output of each existing plant, each product in proportion to the
+        capacity within its stage that yields it at month 0 (an oxide: of the separation
+        plants yielding it); expected sales at that rate; output and input stocks at
+        target cover."""
         cover = self.market.target_cover_months
         existing = ~plants.planned
         for stage in STAGES:
             here = existing & (plants.stage == stage)
             share = np.where(here, plants.capacity, 0.0) / max(plants.capacity[here].sum(), 1e-12)
             products = self.chain.stage_index(stage)
+            yielding = share[:, None] * plants.yielding[:, products]  # [K, p]
             rate = np.zeros((len(plants), len(self.products)))
-            rate[:, products] = share[:, None] * base.stage_output[products][None, :] / 12.0
+            rate[:, products] = yielding / np.maximum(yielding.sum(axis=0), 1e-12) * base.stage_output[products] / 12.0
             plants.sales += rate
             if stage == SEPARATION:
                 feed = share * base.stage_output[self._concentrates].sum() / 12.0
@@ -394,14 +407,15 @@ class RareEarthModel(mesa.Model):
         self._contract_book(users)
 
     def _origin_shares(self) -> np.ndarray:
-        """[P, R] where each product is made: its stage's capacity share by region
-        (concentrates: mine capacity)."""
+        """[P, R] where each product is made: the region's share of the capacity that
+        makes it at month 0 (an oxide: of the separation plants yielding it;
+        concentrates: mine capacity)."""
         share = np.zeros((len(self.products), len(self.regions)))
         plants = self.converters
-        for stage in STAGES:
-            capacity = np.bincount(plants.region[plants.stage == stage], plants.capacity[plants.stage == stage],
-                                   minlength=len(self.regions))
-            share[self.chain.stage_index(stage)] = capacity / max(capacity.sum(), 1e-12)
+        for p in range(len(self.products)):
+            making = plants.makes[:, p] & plants.yielding[:, p]
+            capacity = np.bincount(plants.region[making], plants.capacity[making], minlength=len(self.regions))
+            share[p] = capacity / max(capacity.sum(), 1e-12)
         mines = np.zeros((len(self.deposits), len(self.regions)))
         for nation in self.nations:
             mines[:, nation.region_index] += nation.mine_capacity
@@ -799,7 +813,8 @@ class RareEarthModel(mesa.Model):
         ceiling = np.where(self._bought_by_end_users[:, None], np.minimum(ceiling, backstop), ceiling)
         bought_by_plants = (plant_bid.T @ self._plant_onehot) > 0
         # (a concentrate's value is its oxides' at this month's prices: the ceiling is on metals and magnets)
-        value = self.chain.willingness_to_pay(price, output_price=ceiling)
+        value = self.chain.willingness_to_pay(price, output_price=ceiling,
+                                              yielding=self.converters.yielding_share(self._plant_onehot))
         ceiling = np.where(bought_by_plants, np.minimum(ceiling, value), ceiling)
         return np.maximum(ceiling / price, MIN_CHOKE)
 

@@ -334,8 +334,7 @@ def separating_regions(scenario: Scenario) -> tuple[str, ...]:
     """Regions with separation capacity in the scenario's world (its base year's refiners
     and refinery projects, and the refining lever's region when it builds): only they
     export separated oxides, which quotas and export taxes act on."""
-    calibration = load_calibration(scenario.base_year)
-    active = {n for n, _, _ in calibration.refiners} | {p.nation for p in calibration.projects if p.kind == "refinery"}
+    active = set(load_calibration(scenario.base_year).separators)
     if scenario.refining.tonnes_per_year > 0:
         active.add(scenario.refining.region)
     return tuple(r for r in REGIONS if r in active)

@@ -13,7 +13,7 @@ from abm.data.chain import load_supply_chain
 
 CHAIN_TABLES = (
     "products.csv", "recipes.csv", "stages.csv", "trade_costs.csv", "plants.csv", "plant_projects.csv",
-    "end_uses.csv", "magnet_grades.csv", "magnet_use.csv",
+    "end_uses.csv", "magnet_grades.csv", "magnet_use.csv", "separation_scope.csv",
 )
 # Oxide per element mass (stoichiometry), to turn content back into mass fractions.
 OXIDE_PER_METAL = {"Nd": 1.1664, "Pr": 1.2082, "Dy": 1.1477, "Tb": 1.1762, "La": 1.1728, "Ce": 1.2284}
@@ -185,6 +185,13 @@ def data_copy(tmp_path, monkeypatch):
         ("magnet_grades.csv", "wind,magnet_N,0.2", "wind,magnet_N,0.3", r"magnet_grades\.csv:-: grade shares of end use 'wind' sum to 1\.1"),
         ("magnet_use.csv", "defence,US,0.004", "drones,US,0.004", r"magnet_use\.csv:\d+: unknown end_use 'drones'"),
         ("plant_projects.csv", "2028-01", "2028", r"plant_projects\.csv:\d+: online '2028' is not a YYYY-MM month"),
+        ("separation_scope.csv", "MY,Dy,2025-05", "MY,Dy,May 2025", r"separation_scope\.csv:\d+: from_month 'May 2025' is not a YYYY-MM month or 'never'"),
+        ("separation_scope.csv", "MY,Dy,2025-05", "MY,Dy,2025-13", r"separation_scope\.csv:\d+: from_month '2025-13' is not a YYYY-MM"),
+        ("separation_scope.csv", "MY,Dy,2025-05", "MY,Dx,2025-05", r"separation_scope\.csv:\d+: unknown element 'Dx'; known: Nd, Pr, Dy"),
+        ("separation_scope.csv", "MY,Tb,2025-06", "MY,Dy,2025-06", r"separation_scope\.csv:\d+: MY gives Dy a second row"),
+        ("separation_scope.csv", "US,Dy Tb,2026-07", "US,Dy,2026-07", r"separation_scope\.csv:-: separating nation US has no row for Tb"),
+        ("separation_scope.csv", "EU,Dy Tb,never", "JP,Dy Tb,never", r"separation_scope\.csv:\d+: unknown nation 'JP'; known: CN, US, MY, EU, RW"),
+        ("separation_scope.csv", "RW,Dy Tb,never", "RW,,never", r"separation_scope\.csv:\d+: elements is empty"),
     ],
     ids=lambda value: value if isinstance(value, str) and value.endswith(".csv") else None,
 )

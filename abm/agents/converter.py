@@ -33,6 +33,9 @@ class Plant:
     feed_share: np.ndarray | None = None  # [P] separation only: share of each concentrate in its feed
     online: int | None = None
     ramp_months: int = 0
+    # [P] separation only: model month from which it yields each product (inf: never);
+    # None: every product of its stage from month 0 (its ``online`` still applies)
+    yields_from: np.ndarray | None = None
 
 
 def ramp_share(month: int, online: np.ndarray, ramp_months: np.ndarray) -> np.ndarray:
@@ -58,7 +61,10 @@ class Converters:
     deposit's basket (``separation`` [P, P], t oxide per t REO of concentrate): separation
     capacity exceeds the world's mines, so separators take all the concentrate they can
     buy, bid up to what its oxides fetch (``Chain.willingness_to_pay``), and the oxides'
-    prices settle where the mines' output meets end users' demand.
+    prices settle where the mines' output meets end users' demand. A separation plant
+    yields an oxide only from its start month (``yields_from`` [K, P] model month, inf
+    for never; ``yielding`` [K, P] this month): before it, that element's content of the
+    concentrate it processes goes with the tailings, a conversion loss.
     """
 
     def __init__(self, plants: list[Plant], n_products: int, stage_products: dict[str, np.ndarray]) -> None:
@@ -76,9 +82,13 @@ class Converters:
         for stage, products in stage_products.items():
             self.makes[np.ix_(self.stage == stage, products)] = True
         self.feed_share = np.zeros((len(plants), n_products))
+        self.yields_from = np.zeros((len(plants), n_products))
         for k, plant in enumerate(plants):
             if plant.feed_share is not None:
                 self.feed_share[k] = plant.feed_share
+            if plant.yields_from is not None:
+                self.yields_from[k] = plant.yields_from
+        self.yielding = self.yields_from <= 0
         self.inputs = np.zeros((len(plants), n_products))
         self.outputs = np.zeros((len(plants), n_products))
         self.sales = np.zeros((len(plants), n_products))
@@ -149,7 +159,7 @@ class Converters:
             share = np.where(feed > 0, throughput / np.where(feed > 0, feed, 1.0), 0.0)
         separated_feed = self.inputs * share[:, None]
         used = np.where(self.separating[:, None], separated_feed, used)
-        made = np.where(self.separating[:, None], separated_feed @ separation.T, made)
+        made = np.where(self.separating[:, None], (separated_feed @ separation.T) * self.yielding, made)
         self.inputs = np.maximum(self.inputs - used, 0.0)
         self.outputs = self.outputs + made
         self.produced, self.used = made, used
@@ -167,9 +177,29 @@ class Converters:
         self.inputs = self.inputs + bought
 
     def grow(self, monthly_factor: float, next_month: int) -> None:
-        """Next month's capacity: trend growth of existing plants, a planned plant's ramp."""
+        """Next month's capacity: trend growth of existing plants, a planned plant's ramp;
+        and the oxides each separation plant yields next month."""
         ramped = self.planned_capacity * ramp_share(next_month, self.online, self.ramp_months)
         self.capacity = np.where(self.planned, ramped, self.capacity * monthly_factor)
+        self.yielding = self.yields_from <= next_month
+
+    def yielding_share(self, region_onehot: np.ndarray) -> np.ndarray:
+        """[P, R] share of each region's separation capacity (``region_onehot`` [K, R])
+        that yields each product this month; 1 in a region without separation."""
+        capacity = np.where(self.separating, self.capacity, 0.0)  # [K] t REO/month
+        total = capacity @ region_onehot  # [R]
+        yielding = (capacity[:, None] * self.yielding).T @ region_onehot  # [P, R]
+        return np.where(total > 0, yielding / np.where(total > 0, total, 1.0), 1.0)
+
+    def separated_share(self, separation: np.ndarray) -> np.ndarray:
+        """[P] share of each oxide in the existing separation plants' feed that they
+        yield this month, their feed taken at capacity in its mix (the base year's
+        allocation, in which separation equals mining); 1 for a product no feed holds."""
+        existing = self.separating & ~self.planned
+        feed = np.where(existing, self.capacity, 0.0)[:, None] * self.feed_share  # [K, P] t REO/month
+        content = feed @ separation.T  # [K, P] t oxide/month if every oxide were yielded
+        total = content.sum(axis=0)
+        return np.where(total > 0, (content * self.yielding).sum(axis=0) / np.where(total > 0, total, 1.0), 1.0)
 
 
 class Converter(Member):

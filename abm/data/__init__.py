@@ -98,6 +98,12 @@ class Calibration:
         active = {n for n, _, _ in self.mines} | {n for n, _, _ in self.refiners} | {p.nation for p in self.projects}
         return tuple(r for r in self.regions if r in active)
 
+    @property
+    def separators(self) -> tuple[str, ...]:
+        """Regions that separate, now or once their refinery projects are online, in region order."""
+        active = {n for n, _, _ in self.refiners} | {p.nation for p in self.projects if p.kind == "refinery"}
+        return tuple(r for r in self.regions if r in active)
+
 
 def month_index(date: str, start_year: int) -> int:
     """Months from January of ``start_year`` to ``date`` (``YYYY-MM``): model month of a

@@ -4,7 +4,8 @@ Products run through four stages: concentrate (one per deposit of deposits.csv, 
 content the deposit's basket) -> oxide (one per element) -> metal -> magnet. Content is
 t of each element's oxide (REO equivalent) per t of product, so every stage is
 mass-balanced in one unit. Separation is derived (basket x separation yield, parameters.csv
-``market.separation_yield``); metal and magnet recipes are data (recipes.csv), their losses
+``market.separation_yield``), and which oxides each nation's separators yield from which
+month is data (separation_scope.csv); metal and magnet recipes are data (recipes.csv), their losses
 implied by content: per element, output content = yield x input content, with one yield
 per recipe. The tables and their sources are described in README.md beside this module.
 
@@ -31,6 +32,7 @@ PLANT_STAGES = tuple(INPUT_STAGE)
 MAGNET_STAGE = "magnet"
 YIELD_TOLERANCE = 1e-3  # relative spread allowed between the element yields of one recipe
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+NEVER = "never"  # separation_scope.csv: no dated start, the oxide is not separated in any run
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class SupplyChain:
     ramp_months: dict[str, int]  # by stage: first output to full capacity
     plants: tuple[tuple[str, str, float], ...]  # (stage, nation, t output/yr), metal and magnet
     plant_projects: tuple[PlantProject, ...]
+    # by separating nation: [E] first month (YYYY-MM) its separation plants yield each
+    # element's oxide, None where never (separation_scope.csv)
+    separation_from: dict[str, tuple[str | None, ...]]
     end_uses: tuple[str, ...]  # [U]
     end_use_growth: np.ndarray  # [U] 1/yr
     end_use_lifetime_years: np.ndarray  # [U]
@@ -147,6 +152,7 @@ def _read_supply_chain(calibration: Calibration) -> SupplyChain:
         ramp_months=ramp,
         plants=_plants(_Table.read("plants.csv", year), calibration.regions),
         plant_projects=_plant_projects(_Table.read("plant_projects.csv", year), calibration.regions),
+        separation_from=_separation_scope(_Table.read("separation_scope.csv", year), calibration),
         end_uses=end_uses,
         **end_use_columns,
         grade_mix=_grade_mix(_Table.read("magnet_grades.csv", year), end_uses, products, stage),
@@ -271,6 +277,35 @@ def _plant_projects(table: _Table, regions) -> tuple[PlantProject, ...]:
             table.number(line, row, "capacity_t_per_year"), row["online"], int(table.number(line, row, "ramp_months")),
         ))
     return tuple(projects)
+
+
+def _separation_scope(table: _Table, calibration: Calibration) -> dict[str, tuple[str | None, ...]]:
+    """By separating nation (refiners.csv and refinery projects), [E] the first month its
+    separation plants yield each element's oxide (``YYYY-MM``), None for ``never``. Every
+    such nation must give every element of elements.csv exactly one row, so adding an
+    element cannot leave it unseparated by omission."""
+    elements = calibration.elements
+    separating = calibration.separators
+    start: dict[str, dict[str, str | None]] = {}
+    for line, row in table.lines():
+        nation = table.name(line, row, "nation", separating)
+        month = (row.get("from_month") or "").strip()
+        if month != NEVER and not MONTH.fullmatch(month):
+            raise table.error(line, f"from_month {month!r} is not a YYYY-MM month or {NEVER!r}")
+        listed = (row.get("elements") or "").split()
+        if not listed:
+            raise table.error(line, "elements is empty: name the elements, space-separated (e.g. 'Dy Tb')")
+        for element in listed:
+            if element not in elements:
+                raise table.error(line, f"unknown element {element!r}; known: {', '.join(elements)}")
+            if element in start.setdefault(nation, {}):
+                raise table.error(line, f"{nation} gives {element} a second row")
+            start[nation][element] = None if month == NEVER else month
+    for nation in separating:
+        missing = [e for e in elements if e not in start.get(nation, {})]
+        if missing:
+            raise table.error("-", f"separating nation {nation} has no row for {' '.join(missing)} (a month or {NEVER!r})")
+    return {n: tuple(start[n][e] for e in elements) for n in separating}
 
 
 END_USE_COLUMNS = {  # SupplyChain field: end_uses.csv column
