@@ -40,7 +40,12 @@ def _shock_dy_price(results) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lever", [
-    "agreement", "recycling", "stockpile",
+    pytest.param("agreement", marks=pytest.mark.xfail(strict=True, reason=(
+        "finding since cuts are measured against the counterfactual (Export controls v2): holding the cut "
+        "to 0.2 lowers the world Dy price by 11 % in the shock's first year and gives US, JP and EU 1.7 % "
+        "more Dy, but both runs swing between the backstop and a glut (restocking cycles), and over the 24 "
+        "months the agreement's second swing makes the sum 2 % higher (seeds 1-3); for 'The main job v2'"))),
+    "recycling", "stockpile",
     pytest.param("contracts", marks=pytest.mark.xfail(strict=True, reason=(
         "version 2 finding, for 'The main job v2' and 'Negotiated supply deals': contracts diversified onto "
         "makers outside China move the chokepoint upstream, since those makers need Dy and Tb metal that "
