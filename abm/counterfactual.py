@@ -8,11 +8,16 @@ is not a synthetic history nor a trailing mean frozen when the cut starts (which
 small cuts bite as exports grew): it is the run itself without them; a licence's applications are its flows to each destination. The month the first
 percentage cut or licence takes effect, the model is forked (``copy.deepcopy``, no data
 collection) into a counterfactual run whose export rules leave out every percentage cut,
-every licence and their announcements (``abm.policy.export_rules(counterfactual=True)``);
+every licence and every destination quota, and the announcements of those made from the
+fork on (``abm.policy.export_rules(counterfactual=True)``; one announced with notice
+before the fork moved both runs, so its stocking-up is in the reference);
 it steps alongside while any of them stays in force, drawing the same random numbers, and
 is dropped when none is. Up to the fork the two runs are one, so the reference is the
 paired baseline's exports for a cut in a run without other cuts: a cut ``c`` lowers
 exports by ``c`` against it, and a cut tending to 0 gives the baseline continuously.
+A second episode after a gap forks again from the state the first left (its reference
+is the run without the second, not the never-restricted baseline); where a tension cut is
+already in force the strictest cut wins, so a shock adds less than its nominal share.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class CounterfactualExports:
 
     def __init__(self) -> None:
         self._run: RareEarthModel | None = None
-        self._history: deque[np.ndarray] = deque(maxlen=HISTORY_MONTHS)  # oldest first, [P, R] each
+        self._history: deque[np.ndarray] = deque(maxlen=HISTORY_MONTHS)  # oldest first, [P, R, R] each
 
     def this_month(self, model: RareEarthModel) -> np.ndarray:
         """[P, R, R] t each region would ship to each other this month without

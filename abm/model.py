@@ -515,7 +515,9 @@ class RareEarthModel(mesa.Model):
         self._drawn_tension = self.tension
         self._rules = self._product_rules(0, self.tension)[1]
         self._reference: np.ndarray | None = None  # [P, R, R] this month's counterfactual flows, if measured
-        self._licensed = np.full((n_products, n_regions, n_regions), np.inf)
+        self._licensed = np.full((n_products, n_regions, n_regions), np.inf)  # [P, R, R] t per licensed link
+        self._licensing_since = np.full((n_products, n_regions), -1)  # month each origin's licensing of p began
+        self._decided_through = np.full((n_products, n_regions), -1)  # last filing month decided
         self._outage = np.zeros((n_regions, len(self.deposits)))
         self._unofficial = np.zeros((n_products, len(self.exporters)))
         zeros_p = np.zeros((n_products, n_regions))
@@ -616,7 +618,7 @@ class RareEarthModel(mesa.Model):
                 self._reference = self.counterfactual.this_month(self)
             else:
                 self.counterfactual.stop()
-        self._licensed = self._licensed_flows(product)
+        licensed_exports, self._licensed = self._licensed_flows(product)
         if spin_up:
             self._outage = np.zeros_like(rules.outage)
             availability: dict[str, float] = {}
@@ -629,7 +631,7 @@ class RareEarthModel(mesa.Model):
             tonnage = tuple((tonnes, covered) for row, tonnes, covered in product.tonnage_quotas if row == i)
             reference = None if self._reference is None else self._reference[:, i].sum(axis=1)
             nation.set_export_policy(product.quota_cut[i], product.banned[i], tonnage, product.export_tax[i],
-                                     reference=reference)
+                                     reference=reference, licensed=licensed_exports[:, i])
             kept = availability.get(nation.code, 1.0)
             self._outage[i] = 1.0 - (1.0 - self._outage[i]) * kept
         plants = self.converters
@@ -648,19 +650,43 @@ class RareEarthModel(mesa.Model):
         covers = limited.T.astype(float) @ (content > 0)  # [X, E]
         self.quota = np.where(covers.T > 0, quota.T, np.nan)
 
-    def _licensed_flows(self, product) -> np.ndarray:
-        """[P, R, R] t each origin's licences let it ship to each destination this month
-        (inf where no licence applies): ``approval_share`` of the applications filed
-        ``delay_months`` ago, an application being that month's counterfactual flow; none
-        were filed before the licensing started, so exports first wait out the delay."""
-        licensed = np.full(self.product_flow.shape, np.inf)
-        for region, share, delay, since, covered, destinations in product.licences:
-            filed = self._reference if delay == 0 else self.counterfactual.months_ago(delay)
-            waiting = filed is None or self.month - delay < since
-            granted = np.zeros(licensed.shape[::2]) if waiting else share * filed[:, region, :]  # [P, R]
-            applies = covered[:, None] & destinations[None, :]
-            licensed[:, region, :] = np.where(applies, np.minimum(licensed[:, region, :], granted), licensed[:, region, :])
-        return licensed
+    def _licensed_flows(self, product) -> tuple[np.ndarray, np.ndarray]:
+        """What licences let each origin ship this month: [P, R] t to all destinations
+        together (a licence on every destination: an export cap the market shares out, as
+        a quota's) and [P, R, R] t on each licensed link (a licence scoped to one
+        destination or sparing general-licence ones); inf where no licence applies.
+
+        Buyers apply each month for the counterfactual flow; ``delay_months`` later
+        ``approval_share`` of it is granted. Every month's applications are decided once,
+        oldest first, from the month licensing of the product began: exports first wait
+        out the delay; a shorter delay clears the backlog at once, a longer one decides
+        nothing until the oldest waiting month is due."""
+        n_products, n_regions = self.product_price.shape
+        licensed = np.zeros((n_products, n_regions), dtype=bool)
+        for region, _, _, covered, _ in product.licences:
+            licensed[covered, region] = True
+        starting = licensed & (self._licensing_since < 0)
+        self._licensing_since = np.where(licensed, np.where(starting, self.month, self._licensing_since), -1)
+        self._decided_through = np.where(starting, self.month - 1, self._decided_through)
+        every = np.full((n_products, n_regions), np.inf)
+        each = np.full((n_products, n_regions, n_regions), np.inf)
+        decided = self._decided_through.copy()
+        for region, share, delay, covered, destinations in product.licences:
+            due = self.month - delay
+            granted = np.zeros((n_products, n_regions))  # [P, destination]
+            for filed_in in range(int(self._decided_through[covered, region].min()) + 1, due + 1):
+                filed = self._reference if filed_in == self.month else self.counterfactual.months_ago(self.month - filed_in)
+                fresh = (filed_in > self._decided_through[:, region]) & (filed_in >= self._licensing_since[:, region])
+                if filed is not None:
+                    granted += np.where(fresh[:, None], share * filed[:, region, :], 0.0)
+            decided[covered, region] = np.maximum(decided[covered, region], due)
+            if destinations.sum() == n_regions - 1:  # every destination: one cap on the origin
+                every[covered, region] = np.minimum(every[covered, region], granted[covered].sum(axis=1))
+            else:
+                applies = covered[:, None] & destinations[None, :]
+                each[:, region, :] = np.where(applies, np.minimum(each[:, region, :], granted), each[:, region, :])
+        self._decided_through = decided
+        return every, each
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home for their oxides, a price floor included."""
@@ -757,8 +783,8 @@ class RareEarthModel(mesa.Model):
         open_link = ~np.zeros((len(self.products), n_regions, n_regions), dtype=bool)
         for nation in self.nations:
             open_link[:, nation.region_index, :] = ~nation.banned
-        licensed = np.isfinite(self._licensed)  # these links carry licensed shipments only
-        open_link &= ~licensed
+        licensed = np.isfinite(self._licensed) & open_link  # these links carry licensed shipments only
+        open_link &= ~np.isfinite(self._licensed)
         # Contracts: t due from each origin to each region, delivered before the spot market.
         due = np.einsum("bpo,br->por", self.contract_volume, self._user_onehot)
         contract = deliver_contracts(due, stock, export_cap, open_link)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from abm.data.chain import STAGES
-from abm.scenario import Scenario, TensionParameters
+from abm.scenario import Scenario, TensionParameters, continued_licence
 
 
 def evolve_tension(
@@ -62,15 +62,15 @@ class ExportRules:
 class Licence:
     """An export licence in force: ``region`` grants ``approval_share`` of the
     applications to the ``destinations`` [R] for products of ``stages`` carrying the
-    ``elements`` mask [E], each ``delay_months`` after it was filed; filing starts at
-    ``since``. A quota on one destination is a licence granting ``1 - cut`` at once."""
+    ``elements`` mask [E], each ``delay_months`` after it was filed (the model keeps the
+    queue: ``RareEarthModel._licensed_flows``). A quota on one destination is a licence
+    granting ``1 - cut`` at once."""
 
     region: int
     approval_share: float
     delay_months: int
     elements: np.ndarray
     stages: tuple[str, ...]
-    since: int
     destinations: np.ndarray
 
 
@@ -126,9 +126,9 @@ def export_rules(
         row = regions.index(event.nation)
         if event.kind == "licence":
             licences.append(Licence(row, event.approval_share, event.delay_months, mask(event.elements),
-                                    event.stages, _licensed_since(event, events), _destinations(event, regions)))
+                                    event.stages, _destinations(event, regions)))
         elif event.kind == "quota" and event.destination:
-            licences.append(Licence(row, 1.0 - event.cut, 0, mask(event.elements), STAGES, event.start,
+            licences.append(Licence(row, 1.0 - event.cut, 0, mask(event.elements), STAGES,
                                     _destinations(event, regions)))
         elif event.kind == "quota" and event.tonnes_per_year > 0:
             tonnage.append((row, event.tonnes_per_year / 12.0, mask(event.elements)))
@@ -172,7 +172,8 @@ def _announcements(scenario: Scenario, events, cutting: bool, month: int, region
     """[pairs] tension added this month: ``announcement_jump`` times the severity of each
     restriction announced now (the shock if ``cutting``, ``events``) on each pair it hits.
     A restriction in force from month 0 is the standing policy the run starts from (as
-    the spin-up's export taxes), not news: it announces nothing."""
+    the spin-up's export taxes), not news: it announces nothing; a licence continuing
+    another announces only how much tighter it is."""
     pairs = scenario.tension.parsed_pairs
     shock = scenario.shock
     announced = np.zeros(len(pairs))
@@ -181,7 +182,11 @@ def _announcements(scenario: Scenario, events, cutting: bool, month: int, region
     for event in events:
         if event.kind != "outage" and event.start > 0 and month == event.start - event.notice_months:
             recent = None if trailing_exports is None else trailing_exports[regions.index(event.nation)] @ mask(event.elements)
-            announced += _severity(event, recent) * _hit_pairs(pairs, event.nation, event.destination)
+            severity = _severity(event, recent)
+            if event.kind == "licence" and (before := continued_licence(event, scenario.events)) is not None:
+                severity = max(0.0, severity - _severity(before, recent))  # news is only a tightening
+            hit = _destinations(event, regions) if event.kind == "licence" else None
+            announced += severity * _hit_pairs(pairs, event.nation, event.destination, hit, regions)
     return scenario.tension.announcement_jump * np.minimum(announced, 1.0)
 
 
@@ -195,18 +200,6 @@ def _destinations(event, regions: tuple[str, ...]) -> np.ndarray:
     if event.destination:
         return np.array([r == event.destination for r in regions])
     return np.array([r != event.nation and r not in event.general_licence for r in regions])
-
-
-def _licensed_since(licence, events) -> int:
-    """The month its nation's licensing began: a licence that follows another of the same
-    nation without a gap takes over its queue (its applications keep their filing month)."""
-    since = licence.start
-    earlier = [e for e in events if e.kind == "licence" and e.nation == licence.nation]
-    while True:
-        before = [e.start for e in earlier if e.start < since <= e.start + e.months]
-        if not before:
-            return since
-        since = min(before)
 
 
 def _severity(event, recent_exports: float | None) -> float:
@@ -228,6 +221,11 @@ def _severity(event, recent_exports: float | None) -> float:
     return 1.0
 
 
-def _hit_pairs(pairs: tuple[tuple[str, str], ...], exporter: str, destination: str) -> np.ndarray:
-    """[pairs] 1 where a restriction by ``exporter`` (on ``destination`` only, if set) hits the pair."""
+def _hit_pairs(pairs: tuple[tuple[str, str], ...], exporter: str, destination: str,
+               destinations: np.ndarray | None = None, regions: tuple[str, ...] = ()) -> np.ndarray:
+    """[pairs] 1 where a restriction by ``exporter`` hits the pair: on ``destination``
+    only if set, on the ``destinations`` mask [R] over ``regions`` if given, else every partner."""
+    if destinations is not None:
+        hit = {r for r, on in zip(regions, destinations, strict=True) if on}
+        return np.array([float(x == exporter and partner in hit) for partner, x in pairs])
     return np.array([float(x == exporter and destination in ("", partner)) for partner, x in pairs])

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
-from abm.data.chain import load_supply_chain
+from abm.chain import COVERED_SHARE
+from abm.data.chain import STAGES, load_supply_chain
 from abm.levers import (
     LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, Contracts, DomesticMining, Partnership, PriceFloor,
     Recycling, Refining, Stockpile, Substitution,
@@ -47,9 +48,9 @@ _EVENT_KEY_NOUNS = {
     "deposit": "deposit", "rate": "tax rate", "approval_share": "approval share", "delay_months": "processing delay",
     "stages": "product stage list", "notice_months": "notice", "general_licence": "general licence",
 }
-# The product stages a licence may cover (abm.data.chain.STAGES), and its default scope:
-# China's April 2025 licences cover oxides, metals, alloys and magnets (facts.md).
-LICENSED_STAGES = ("concentrate", "oxide", "metal", "magnet")
+# The product stages a licence may cover, and its default scope: China's April 2025
+# licences cover oxides, metals, alloys and magnets (facts.md).
+LICENSED_STAGES = STAGES
 MAX_LICENCE_DELAY_MONTHS = 12
 
 
@@ -355,6 +356,22 @@ def exporting_stages(scenario: Scenario, nation: str) -> tuple[str, ...]:
     return tuple(stage for stage in LICENSED_STAGES if stage in made)
 
 
+def _licensed_products(scenario: Scenario, event: Event) -> tuple[str, ...]:
+    """The products a licence covers: those of its stages carrying at least
+    ``COVERED_SHARE`` of their REO as its elements (for concentrates, of the deposits its
+    nation mines), as ``abm.trade.element_reach`` reaches them."""
+    chain = load_supply_chain(scenario.base_year)
+    mined = {d for n, d, _ in load_calibration(scenario.base_year).mines if n == event.nation}
+    columns = [ELEMENTS.index(e) for e in event.elements]
+    covered = []
+    for p, (product, stage) in enumerate(zip(chain.products, chain.stage, strict=True)):
+        total = chain.content[p].sum()
+        carries = total > 0 and chain.content[p, columns].sum() / total >= COVERED_SHARE
+        if carries and stage in event.stages and (stage != "concentrate" or product.removeprefix("conc_") in mined):
+            covered.append(product)
+    return tuple(covered)
+
+
 def _no_separated_exports(scenario: Scenario, nation: str) -> str:
     return (
         f"a nation with separated exports to cap: {nation} only mines in base year {scenario.base_year} "
@@ -370,10 +387,10 @@ def _check_shock(scenario: Scenario, source: str | Path) -> None:
     """A shock that cuts must start within the horizon and hit separated exports (a
     zero-month shock stays allowed: it is the no-shock level of a duration sweep)."""
     shock = scenario.shock
-    if shock.quota_cut <= 0:
+    if shock.quota_cut <= 0 or shock.months == 0:
         if shock.notice_months > 0:
             raise ScenarioError(source, "shock.notice_months", shock.notice_months,
-                                "no notice on a shock without a quota_cut (there is nothing to announce)")
+                                "no notice on a shock without a quota_cut or months (there is nothing to announce)")
         return
     if shock.notice_months > shock.start:
         raise ScenarioError(source, "shock.notice_months", shock.notice_months,
@@ -407,7 +424,7 @@ def _check_event_keys(event: Event, given: set[str], where: str, source: str | P
             source, where + "destination", event.destination,
             "no destination on a quota in tonnes (a destination quota is a cut of the exports to it)",
         )
-    if event.kind == "licence" and {"destination", "general_licence"} <= given:
+    if event.kind == "licence" and "destination" in given and event.general_licence:
         raise ScenarioError(source, where + "general_licence", list(event.general_licence),
                             "either a destination or general licences on a licence, not both")
     used = EVENT_KEYS[event.kind]
@@ -452,14 +469,31 @@ def _check_event(scenario: Scenario, event: Event, where: str, source: str | Pat
         )
     if event.kind == "export_tax" and event.rate <= 0:
         raise ScenarioError(source, where + "rate", event.rate, "a tax rate > 0 for an export_tax")
+    _check_notice(scenario, event, where, source)
+    if event.kind == "licence":
+        _check_licence(scenario, event, where, source)
+
+
+def continued_licence(licence: Event, events: tuple[Event, ...]) -> Event | None:
+    """The licence of the same nation, on some of the same elements, in force the month
+    before ``licence`` starts: the one whose queue it takes over (None if it starts afresh)."""
+    return next((e for e in events if e is not licence and e.kind == "licence" and e.nation == licence.nation
+                 and e.start < licence.start <= e.start + e.months and set(e.elements) & set(licence.elements)), None)
+
+
+def _check_notice(scenario: Scenario, event: Event, where: str, source: str | Path) -> None:
+    """An announcement comes within the run and reaches a tension pair."""
     if event.notice_months > event.start:
         raise ScenarioError(source, where + "notice_months", event.notice_months,
                             f"at most the event's start ({event.start}): an announcement within the run")
-    if event.notice_months > 0 and event.nation not in {x for _, x in scenario.tension.parsed_pairs}:
+    partners = {a for a, x in scenario.tension.parsed_pairs if x == event.nation}
+    hit = partners if not event.destination else partners & {event.destination}
+    if event.kind == "licence" and not event.destination:
+        hit = partners - set(event.general_licence)
+    if event.notice_months > 0 and not hit:
         raise ScenarioError(source, where + "notice_months", event.notice_months,
-                            f"no notice from {event.nation}: it is in no tension pair, so an announcement moves nothing")
-    if event.kind == "licence":
-        _check_licence(scenario, event, where, source)
+                            f"no notice: no tension pair links {event.nation} to the destinations it hits, "
+                            "so an announcement moves nothing")
 
 
 def _check_licence(scenario: Scenario, event: Event, where: str, source: str | Path) -> None:
@@ -479,6 +513,17 @@ def _check_licence(scenario: Scenario, event: Event, where: str, source: str | P
     if len(set(REGIONS) - set(event.general_licence) - {event.nation}) == 0:
         raise ScenarioError(source, where + "general_licence", list(event.general_licence),
                             "some destination without a general licence (this licence covers none)")
+    if not _licensed_products(scenario, event):
+        raise ScenarioError(
+            source, where + "elements", list(event.elements),
+            f"elements carried by some product of the stages {', '.join(event.stages)} that {event.nation} exports "
+            f"(at least {COVERED_SHARE:.0%} of its REO): this licence covers nothing",
+        )
+    if event.delay_months >= event.months and not any(continued_licence(e, scenario.events) is event
+                                                          for e in scenario.events):
+        raise ScenarioError(source, where + "delay_months", event.delay_months,
+                            f"fewer months than the licence lasts ({event.months}): nothing would be decided, so "
+                            "approval_share could never act (an embargo is a ban or a quota cut of 1)")
     if event.approval_share >= 1.0 and event.delay_months == 0:
         raise ScenarioError(source, where + "approval_share", event.approval_share,
                             "an approval share < 1 or a delay > 0: a licence granted at once in full withholds nothing")

@@ -28,14 +28,14 @@ class ProductRules:
     """This month's rules per product: ``quota_cut`` [R, P] share of reference exports
     withheld; ``banned`` [R, P, R] exporter, product, destination; ``tonnage_quotas``
     (region, t REO / month, [P] products covered together); ``export_tax`` [R, P];
-    ``licences`` (region, approval share, delay months, filing since month, [P] products
-    covered, [R] destinations covered)."""
+    ``licences`` (region, approval share, delay months, [P] products covered, [R]
+    destinations covered)."""
 
     quota_cut: np.ndarray
     banned: np.ndarray
     tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]
     export_tax: np.ndarray
-    licences: tuple[tuple[int, float, int, int, np.ndarray, np.ndarray], ...]
+    licences: tuple[tuple[int, float, int, np.ndarray, np.ndarray], ...]
 
 
 def element_reach(chain: Chain) -> np.ndarray:
@@ -55,7 +55,7 @@ def product_rules(rules: ExportRules, reach: np.ndarray, taxed: np.ndarray, stag
     tax = (rules.export_tax[:, None, :] * reach[None]).max(axis=2) * taxed[None]
     tonnage = tuple((row, tonnes, (reach & covered[None]).any(axis=1)) for row, tonnes, covered in rules.tonnage_quotas)
     licences = tuple(
-        (licence.region, licence.approval_share, licence.delay_months, licence.since,
+        (licence.region, licence.approval_share, licence.delay_months,
          (reach & licence.elements[None]).any(axis=1) & np.isin(stage, licence.stages), licence.destinations)
         for licence in rules.licences
     )

@@ -1,5 +1,7 @@
 """Every key an event or the shock accepts changes the run, or is refused (issue
-"Export controls v2", item 3): one table, every kind x key, checked for completeness."""
+"Export controls v2", item 3): one table, every kind x key, checked for completeness.
+The table's events start at month 0, where a restriction is standing policy and
+announces nothing, so an announcement's tension cannot hide a key that does nothing."""
 
 import dataclasses
 import re
@@ -19,11 +21,11 @@ HORIZON = 10
 
 # A valid event of each kind, and for each of its keys a different valid value.
 BASE_EVENTS = {
-    "quota": dict(kind="quota", nation="CN", start=3, months=4, cut=0.5, elements=["Dy", "Tb"]),
-    "ban": dict(kind="ban", nation="CN", destination="US", start=3, months=4, elements=["Dy", "Tb"]),
-    "outage": dict(kind="outage", nation="CN", deposit="ionic_clay", start=3, months=4, cut=0.5),
-    "export_tax": dict(kind="export_tax", nation="CN", start=3, months=4, rate=0.25, elements=["Dy", "Tb"]),
-    "licence": dict(kind="licence", nation="CN", start=3, months=4, approval_share=0.3, delay_months=2,
+    "quota": dict(kind="quota", nation="CN", start=0, months=4, cut=0.5, elements=["Dy", "Tb"]),
+    "ban": dict(kind="ban", nation="CN", destination="US", start=0, months=4, elements=["Dy", "Tb"]),
+    "outage": dict(kind="outage", nation="CN", deposit="ionic_clay", start=0, months=4, cut=0.5),
+    "export_tax": dict(kind="export_tax", nation="CN", start=0, months=4, rate=0.25, elements=["Dy", "Tb"]),
+    "licence": dict(kind="licence", nation="CN", start=0, months=4, approval_share=0.3, delay_months=2,
                     elements=["Dy", "Tb"]),
 }
 VARIANTS = {
@@ -37,7 +39,8 @@ VARIANTS = {
 }
 # Keys that replace another when varied (a quota in tonnes states no cut).
 REPLACES = {("quota", "tonnes_per_year"): "cut", ("outage", "nation"): "deposit"}
-PAIRED = {("outage", "nation"): dict(deposit="ionic_clay"), ("licence", "nation"): dict(stages=["oxide"])}
+PAIRED = {("outage", "nation"): dict(deposit="ionic_clay"), ("licence", "nation"): dict(stages=["oxide"])} | {
+    (kind, "notice_months"): dict(start=3) for kind in BASE_EVENTS}
 SHOCK_BASE = dict(exporter="CN", quota_cut=0.4, start=3, months=4, elements=["Dy", "Tb"])
 SHOCK_VARIANTS = dict(exporter="MY", quota_cut=0.2, start=2, months=6, elements=["Nd"], notice_months=2)
 
@@ -114,3 +117,23 @@ def test_an_event_key_is_a_setting_experiments_can_sweep():
     experiment = experiment_from_dict({"name": "sweep", "scenario": str(EXPERIMENTS / "licensing_2025.toml"),
                                        "factors": {"events[1].approval_share": [0.25, 0.75]}})
     assert len(plan_runs(experiment)) == 2 * experiment.replications
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"events": [dict(kind="licence", nation="CN", start=0, months=6, elements=["La"], stages=["magnet"])]},
+     "events[0].elements"),
+    ({"events": [dict(kind="licence", nation="US", start=0, months=6, elements=["Dy", "Tb"], stages=["concentrate"])]},
+     "events[0].elements"),
+    ({"events": [dict(kind="licence", nation="CN", start=0, months=2, delay_months=2, approval_share=0.4)]},
+     "events[0].delay_months"),
+    ({"shock": dict(quota_cut=0.4, start=6, months=0, notice_months=2)}, "shock.notice_months"),
+    ({"events": [dict(kind="ban", nation="CN", destination="RW", start=6, months=3, notice_months=2)]},
+     "events[0].notice_months"),
+    ({"events": [dict(kind="licence", nation="CN", start=6, months=3, general_licence=["US", "JP", "EU", "AU"],
+                      notice_months=2)]}, "events[0].notice_months"),
+], ids=["licence-covering-no-product", "licence-on-a-concentrate-without-them", "licence-shorter-than-its-delay",
+        "notice-on-a-zero-month-shock", "notice-to-a-partner-without-a-pair", "notice-sparing-every-pair"])
+def test_keys_that_would_change_nothing_are_refused(table, key):
+    with pytest.raises(ScenarioError) as raised:
+        scenario_from_dict({"horizon_months": 24, **table})
+    assert raised.value.key == key

@@ -1,5 +1,5 @@
 """Export controls v2: cuts measured against the run without them, licences that queue,
-and announcements that move expectations (docs/ODD.md §7.17)."""
+and announcements that move expectations (docs/ODD.md §7.6)."""
 
 import dataclasses
 from pathlib import Path
@@ -204,3 +204,57 @@ def test_case10_a_quota_on_the_us_spares_japan_where_one_on_everyone_does_not(pa
             assert ratio[region] > 0.9
     else:  # the market shares the quota out: every destination loses
         assert all(share < 0.75 for share in ratio.values())
+
+
+def test_a_licence_granting_nearly_everything_at_once_is_the_baseline(baseline):
+    """A licence on every destination is an export cap the market shares out, as a cut is:
+    granting 1 - 1e-6 of the applications at once changes no price by 1 %."""
+    _, base_prices = baseline
+    _, prices = _exports(dataclasses.replace(_cut(0.0), events=(_licence(1.0 - 1e-6, 0, CUT_START, CUT_MONTHS),)))
+    assert np.max(np.abs(prices / base_prices - 1.0)) < 0.01
+
+
+def _granted_exports(events: tuple[Event, ...], element: str, horizon: int = 14) -> np.ndarray:
+    """[months] t of ``element`` China exported (every product), under ``events``."""
+    return _exports(dataclasses.replace(Scenario(horizon_months=horizon), events=events), elements=(element,))[0]
+
+
+def test_every_months_applications_are_decided_once_when_the_delay_changes():
+    """From a 2-month to a 1-month review at month 5 (licensing_2025's June change): the
+    applications of months 3 and 4 are decided in month 5, not dropped; from 1 month to 3
+    nothing is decided for two months, not twice."""
+    base = _granted_exports((), "Dy")
+    shorter = _granted_exports((_licence(0.5, 2, 3, 2), _licence(0.5, 1, 5, 9)), "Dy") / base
+    assert np.all(shorter[3:5] < 0.01) and shorter[5] > 0.7  # two months' applications at once, up to what is bid
+    longer = _granted_exports((_licence(0.5, 1, 3, 3), _licence(0.5, 3, 6, 8)), "Dy") / base
+    assert np.all(np.abs(longer[4:6] - 0.5) < 0.1) and np.all(longer[6:8] < 0.01) and abs(longer[9] - 0.5) < 0.1
+
+
+def test_a_licence_takes_over_only_the_queue_of_the_products_it_shares():
+    """An Nd licence that follows a Dy/Tb licence takes over the queue of the Dy-bearing
+    magnets, which both cover, and waits out its own delay for Nd oxide, which only it covers."""
+    nd = Event(kind="licence", nation="CN", start=6, months=8, elements=("Nd",), approval_share=0.5, delay_months=3)
+
+    def nd_oxide(events):
+        model = RareEarthModel(rng=1, scenario=dataclasses.replace(Scenario(horizon_months=12), events=events))
+        oxide, china = model.products.index("Nd_oxide"), model.regions.index("CN")
+        exports = []
+        while model.running:
+            model.step()
+            exports.append(model.product_flow[oxide, china].sum())
+        return np.array(exports)
+
+    ratio = nd_oxide((_licence(0.5, 2, 3, 3), nd)) / nd_oxide(())
+    assert np.all(ratio[6:9] < 0.01) and abs(ratio[10] - 0.5) < 0.1
+
+
+def test_licensed_shipments_respect_bans():
+    """A ban on the US in force with a licence scoped to it: nothing reaches the US from China."""
+    controls = (
+        Event(kind="licence", nation="CN", destination="US", start=2, months=8, elements=CONTROLLED,
+              approval_share=0.5, delay_months=0),
+        Event(kind="ban", nation="CN", destination="US", start=4, months=4, elements=CONTROLLED),
+    )
+    _, from_china, regions = _received(dataclasses.replace(Scenario(horizon_months=10), events=controls))
+    us = regions.index("US")
+    assert from_china[2:4, us].sum() > 0 and np.all(from_china[4:8, us] == 0)

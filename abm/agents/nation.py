@@ -19,8 +19,9 @@ class ExportingNation(mesa.Agent):
     Its export rules are per product (concentrates, oxides, metals, magnets): the export
     cap of a percentage cut is ``(1 - quota_cut) x`` what it would export this month
     without its percentage cuts and licences (``abm.counterfactual``), so a 40 % cut is
-    a cut of 40 % against the run without it (licences and destination quotas are
-    shipments per destination, ``RareEarthModel._licensed_flows``). ``export_reference``,
+    a cut of 40 % against the run without it; a licence on every destination caps its
+    exports at what it grants (``RareEarthModel._licensed_flows``; one scoped to some
+    destinations and a destination quota ship per link instead). ``export_reference``,
     the mean of the last twelve months of actual exports of each product (frozen while
     the product is capped), weighs a tonnage quota's split and bounds smuggling. A quota in tonnes (China's 2009-2014 quotas were tonnes of REO, all elements
     together) is split over the products it covers in proportion to the REO content of
@@ -87,18 +88,20 @@ class ExportingNation(mesa.Agent):
         tonnage_quotas: tuple[tuple[float, np.ndarray], ...] = (),
         export_tax: np.ndarray | None = None,
         reference: np.ndarray | None = None,
+        licensed: np.ndarray | None = None,
     ) -> None:
         """Adopt this month's rules: ``quota_cut`` [P] share of ``reference`` [P] t (the
         counterfactual exports this month, ``abm.counterfactual``; needed when a cut is
         in force) withheld, ``banned`` [P, R] destinations that may not buy each product,
-        ``tonnage_quotas`` (t REO / month, [P] products covered together) and
+        ``tonnage_quotas`` (t REO / month, [P] products covered together), ``licensed``
+        [P] t its licences on every destination grant (inf where none applies) and
         ``export_tax`` [P]. Every cap applies; a product under several gets the tightest."""
         cap = np.full(len(quota_cut), np.inf)
         if quota_cut.any():
             cap = np.where(quota_cut > 0, (1.0 - quota_cut) * reference, np.inf)
         for tonnes, covered in tonnage_quotas:
             cap = np.where(covered, np.minimum(cap, self._split(tonnes, covered)), cap)
-        self.export_cap = cap
+        self.export_cap = cap if licensed is None else np.minimum(cap, licensed)
         self.banned = banned
         self.export_tax = np.zeros_like(self.export_tax) if export_tax is None else export_tax
 
