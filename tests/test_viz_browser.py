@@ -122,7 +122,8 @@ def test_ree_viz_in_a_real_browser(ree_viz, tmp_path):
             page.get_by_label("Quota cut 0-1 (blank: file's)").fill("0.6")
             page.get_by_label("Cut starts, month (blank: file's)").fill("1")
             page.get_by_role("button", name="Reset").click()
-            expect(page.get_by_text("Scenario: quota_shock (quota_shock.toml)")).to_be_visible()
+            # Reset builds the model (its 12-month spin-up): seconds on a loaded machine
+            expect(page.get_by_text("Scenario: quota_shock (quota_shock.toml)")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Quota cut: 60 % of CN exports, months 1-24")).to_be_visible()
 
             for month in range(1, STEPS + 1):
