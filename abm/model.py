@@ -652,40 +652,43 @@ class RareEarthModel(mesa.Model):
 
     def _licensed_flows(self, product) -> tuple[np.ndarray, np.ndarray]:
         """What licences let each origin ship this month: [P, R] t to all destinations
-        together (a licence on every destination: an export cap the market shares out, as
-        a quota's) and [P, R, R] t on each licensed link (a licence scoped to one
-        destination or sparing general-licence ones); inf where no licence applies.
+        together (licences on every destination alike: an export cap the market shares
+        out, as a quota's) and [P, R, R] t on each licensed link (where licences differ by
+        destination: one scoped to one destination, or sparing general-licence ones); inf
+        where no licence applies.
 
-        Buyers apply each month for the counterfactual flow; ``delay_months`` later
-        ``approval_share`` of it is granted. Every month's applications are decided once,
-        oldest first, from the month licensing of the product began: exports first wait
-        out the delay; a shorter delay clears the backlog at once, a longer one decides
-        nothing until the oldest waiting month is due."""
+        Where several licences cover a product the strictest terms apply, as for every
+        rule: the lowest approval share on each link and the longest delay. Buyers apply
+        each month for the counterfactual flow; ``delay_months`` later ``approval_share``
+        of it is granted. Every month's applications are decided once, oldest first, from
+        the month licensing of the product began: exports first wait out the delay; a
+        shorter delay clears the backlog at once, a longer one decides nothing until the
+        oldest waiting month is due."""
         n_products, n_regions = self.product_price.shape
-        licensed = np.zeros((n_products, n_regions), dtype=bool)
-        for region, _, _, covered, _ in product.licences:
-            licensed[covered, region] = True
+        share = np.full((n_products, n_regions, n_regions), np.nan)  # [P, origin, destination]
+        delay = np.full((n_products, n_regions), -1)
+        for region, approval, months, covered, destinations in product.licences:
+            applies = covered[:, None] & destinations[None, :]
+            share[:, region, :] = np.where(applies, np.fmin(share[:, region, :], approval), share[:, region, :])
+            delay[covered, region] = np.maximum(delay[covered, region], months)
+        licensed = delay >= 0
         starting = licensed & (self._licensing_since < 0)
         self._licensing_since = np.where(licensed, np.where(starting, self.month, self._licensing_since), -1)
         self._decided_through = np.where(starting, self.month - 1, self._decided_through)
-        every = np.full((n_products, n_regions), np.inf)
-        each = np.full((n_products, n_regions, n_regions), np.inf)
-        decided = self._decided_through.copy()
-        for region, share, delay, covered, destinations in product.licences:
-            due = self.month - delay
-            granted = np.zeros((n_products, n_regions))  # [P, destination]
-            for filed_in in range(int(self._decided_through[covered, region].min()) + 1, due + 1):
-                filed = self._reference if filed_in == self.month else self.counterfactual.months_ago(self.month - filed_in)
-                fresh = (filed_in > self._decided_through[:, region]) & (filed_in >= self._licensing_since[:, region])
-                if filed is not None:
-                    granted += np.where(fresh[:, None], share * filed[:, region, :], 0.0)
-            decided[covered, region] = np.maximum(decided[covered, region], due)
-            if destinations.sum() == n_regions - 1:  # every destination: one cap on the origin
-                every[covered, region] = np.minimum(every[covered, region], granted[covered].sum(axis=1))
-            else:
-                applies = covered[:, None] & destinations[None, :]
-                each[:, region, :] = np.where(applies, np.minimum(each[:, region, :], granted), each[:, region, :])
-        self._decided_through = decided
+        due = np.where(licensed, self.month - delay, -1)  # [P, R] the last filing month due
+        granted = np.zeros_like(share)
+        first = int(self._decided_through[licensed].min()) + 1 if licensed.any() else self.month + 1
+        for filed_in in range(first, self.month + 1):
+            filed = self._reference if filed_in == self.month else self.counterfactual.months_ago(self.month - filed_in)
+            decide = licensed & (filed_in > self._decided_through) & (filed_in >= self._licensing_since) & (filed_in <= due)
+            if filed is not None and decide.any():
+                granted += np.where(decide[:, :, None], np.nan_to_num(share) * filed, 0.0)
+        self._decided_through = np.where(licensed, np.maximum(self._decided_through, due), self._decided_through)
+        others = ~np.eye(n_regions, dtype=bool)[None]
+        top = np.max(np.nan_to_num(share, nan=-1.0), axis=2, keepdims=True)
+        alike = licensed & np.where(others, share == top, True).all(axis=2)  # every destination, one share
+        every = np.where(alike, granted.sum(axis=2), np.inf)
+        each = np.where((licensed & ~alike)[:, :, None] & ~np.isnan(share), granted, np.inf)
         return every, each
 
     def _produce(self) -> None:

@@ -258,3 +258,23 @@ def test_licensed_shipments_respect_bans():
     _, from_china, regions = _received(dataclasses.replace(Scenario(horizon_months=10), events=controls))
     us = regions.index("US")
     assert from_china[2:4, us].sum() > 0 and np.all(from_china[4:8, us] == 0)
+
+
+def test_two_licences_on_one_product_apply_the_strictest_terms():
+    """A Dy licence (1-month review) and a Tb licence (3 months) both cover the GBD magnet
+    grade: it waits the longer delay, then ships what is granted (the review found it
+    blocked for the whole licence)."""
+    def gbd(events):
+        model = RareEarthModel(rng=1, scenario=dataclasses.replace(Scenario(horizon_months=14), events=events))
+        magnet, china = model.products.index("magnet_GBD"), model.regions.index("CN")
+        exports = []
+        while model.running:
+            model.step()
+            exports.append(model.product_flow[magnet, china].sum())
+        return np.array(exports)
+
+    dy = Event(kind="licence", nation="CN", start=3, months=10, elements=("Dy",), approval_share=1.0, delay_months=1)
+    tb = Event(kind="licence", nation="CN", start=3, months=10, elements=("Tb",), approval_share=0.5, delay_months=3)
+    ratio = gbd((dy, tb)) / gbd(())
+    assert np.all(ratio[3:6] < 0.01)  # the longer review
+    assert np.all(np.abs(ratio[7:12] - 0.5) < 0.15)  # the lower share
