@@ -230,21 +230,22 @@ def test_every_months_applications_are_decided_once_when_the_delay_changes():
     assert np.all(np.abs(longer[4:6] - 0.5) < 0.1) and np.all(longer[6:8] < 0.01) and abs(longer[9] - 0.5) < 0.1
 
 
+def _product_exports(events: tuple[Event, ...], product: str, horizon: int) -> np.ndarray:
+    """[months] t of ``product`` China shipped abroad under ``events`` (seed 1)."""
+    model = RareEarthModel(rng=1, scenario=dataclasses.replace(Scenario(horizon_months=horizon), events=events))
+    index, china = model.products.index(product), model.regions.index("CN")
+    exports = []
+    while model.running:
+        model.step()
+        exports.append(model.product_flow[index, china].sum())
+    return np.array(exports)
+
+
 def test_a_licence_takes_over_only_the_queue_of_the_products_it_shares():
     """An Nd licence that follows a Dy/Tb licence takes over the queue of the Dy-bearing
     magnets, which both cover, and waits out its own delay for Nd oxide, which only it covers."""
     nd = Event(kind="licence", nation="CN", start=6, months=8, elements=("Nd",), approval_share=0.5, delay_months=3)
-
-    def nd_oxide(events):
-        model = RareEarthModel(rng=1, scenario=dataclasses.replace(Scenario(horizon_months=12), events=events))
-        oxide, china = model.products.index("Nd_oxide"), model.regions.index("CN")
-        exports = []
-        while model.running:
-            model.step()
-            exports.append(model.product_flow[oxide, china].sum())
-        return np.array(exports)
-
-    ratio = nd_oxide((_licence(0.5, 2, 3, 3), nd)) / nd_oxide(())
+    ratio = _product_exports((_licence(0.5, 2, 3, 3), nd), "Nd_oxide", 12) / _product_exports((), "Nd_oxide", 12)
     assert np.all(ratio[6:9] < 0.01) and abs(ratio[10] - 0.5) < 0.1
 
 
@@ -264,17 +265,8 @@ def test_two_licences_on_one_product_apply_the_strictest_terms():
     """A Dy licence (1-month review) and a Tb licence (3 months) both cover the GBD magnet
     grade: it waits the longer delay, then ships what is granted (the review found it
     blocked for the whole licence)."""
-    def gbd(events):
-        model = RareEarthModel(rng=1, scenario=dataclasses.replace(Scenario(horizon_months=14), events=events))
-        magnet, china = model.products.index("magnet_GBD"), model.regions.index("CN")
-        exports = []
-        while model.running:
-            model.step()
-            exports.append(model.product_flow[magnet, china].sum())
-        return np.array(exports)
-
     dy = Event(kind="licence", nation="CN", start=3, months=10, elements=("Dy",), approval_share=1.0, delay_months=1)
     tb = Event(kind="licence", nation="CN", start=3, months=10, elements=("Tb",), approval_share=0.5, delay_months=3)
-    ratio = gbd((dy, tb)) / gbd(())
+    ratio = _product_exports((dy, tb), "magnet_GBD", 14) / _product_exports((), "magnet_GBD", 14)
     assert np.all(ratio[3:6] < 0.01)  # the longer review
     assert np.all(np.abs(ratio[7:12] - 0.5) < 0.15)  # the lower share
