@@ -42,7 +42,8 @@ second shipment, so the restricted hub's price ``w_r`` lies between ``w`` and
 ``1 + tau`` (a US price at most the EU's) through the ban. Several banned
 origin-destination sets in one product are merged into one (the union of banned
 origins for the union of destinations), the conservative reading. Zones under an
-export cap do not re-export.
+export cap do not re-export, and under a re-export restriction (``Links.no_re_export``)
+none does: the banned destinations then buy only from the zones that may sell to them.
 
 Every zone's books balance exactly (``sold + imports == bought + exports``, to rounding),
 ``0 <= sold <= stock`` and ``bought <= want(price)``; where a curve steps (a cost floor,
@@ -113,13 +114,16 @@ class Links:
     one zone to another; ``export_tax`` [P, Z] ad valorem tax on a zone's exports,
     compounded with it; ``banned`` [P, Z, Z] bool, True where origin a (axis 1) may not
     ship to destination b (axis 2); ``export_cap`` [P, Z] t a zone may export this month
-    (an export quota; inf for none, 0 for an embargo).
+    (an export quota; inf for none, 0 for an embargo); ``no_re_export`` [P] bool, True
+    where no zone may re-export what it bought at the world hub to the banned
+    destinations (a re-export restriction: they buy only from the zones not banned).
     """
 
     trade_cost: np.ndarray
     export_tax: np.ndarray
     banned: np.ndarray
     export_cap: np.ndarray
+    no_re_export: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ def _access(links: Links, offers: Offers) -> _Access:
     banned_origin = banned.any(axis=2)
     supplies = ~banned_origin & ~restricted
     relays = supplies & ~np.isfinite(cap)  # zones under an export cap do not re-export
+    if links.no_re_export is not None:
+        relays &= ~links.no_re_export[:, None]
     relay = np.where(relays, 2 * half + np.log1p(links.export_tax), np.inf).min(axis=1, keepdims=True)
     return _Access(
         buy_shift=half, sell_shift=sell, can_sell=cap > 0, export_cap=cap,
@@ -242,13 +248,20 @@ def _pack(c: _Curves, a: _Access) -> np.ndarray:
     return packed
 
 
-def _split(net_lo, net_hi, f_lo, f_hi):
-    """Net positions [P, Z] on the step between two bracket ends, summing to 0 exactly."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        theta = np.where(f_lo > f_hi, f_lo / (f_lo - f_hi), 0.0)
+def _split(net_lo, net_hi, f_lo, f_hi, short_lo, short_hi):
+    """Net positions [P, Z] on the step between two bracket ends, summing exactly to the
+    restricted hub's shortage nobody may supply (``short_lo``, ``short_hi`` [P] at the
+    ends; 0 wherever re-export is allowed)."""
+    theta = _theta(f_lo, f_hi)
     net = net_lo + theta[:, None] * (net_hi - net_lo)
-    residual = net.sum(axis=1, keepdims=True)
+    residual = net.sum(axis=1, keepdims=True) - (short_lo + theta * (short_hi - short_lo))[:, None]
     return net - residual * _share_of(np.where((net < 0) == (residual < 0), net, 0.0))
+
+
+def _theta(f_lo, f_hi):
+    """[P] where the root lies between two bracket ends, by their balances (0: at lo)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(f_lo > f_hi, f_lo / (f_lo - f_hi), 0.0)
 
 
 def _share_of(net):
@@ -261,15 +274,17 @@ def _share_of(net):
         return np.where(total > 0, np.abs(net) / np.where(total > 0, total, 1.0), 0.0)
 
 
-def _flows(a: _Access, net: np.ndarray) -> np.ndarray:
-    """[P, Z, Z] t a -> b from the zones' net positions [P, Z] (summing to 0 per product).
+def _flows(a: _Access, net: np.ndarray, shipped: np.ndarray) -> np.ndarray:
+    """[P, Z, Z] t a -> b from the zones' net positions [P, Z] (summing to 0 per product)
+    and what suppliers of the restricted hub ship to it while importing (``shipped`` [P, Z]).
 
     The restricted hub's zones import first from each other's exports, then from its
     suppliers, then from re-exports: what is still missing is bought at the world hub by
     the open zones with the lowest second-shipment cost and shipped on. Every hub shares
     its exports over its imports in proportion (``_pool``).
     """
-    exports, imports = np.maximum(-net, 0.0), np.maximum(net, 0.0)
+    at_world = net + shipped  # a zone's position at the world hub
+    exports, imports = np.maximum(-at_world, 0.0) + shipped, np.maximum(at_world, 0.0)
     n = net.shape[1]
     if not a.restricted.any():  # no ban: one hub, whose exports go to its imports
         flow = _pool(exports, imports)
@@ -322,14 +337,19 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
         lo, hi, f_lo, f_hi = hub_roots.world_price(packed, c.elasticity, c.holdback, c.size, relay, start)
         y_r_lo = hub_roots.restricted_price(packed, c.elasticity, c.holdback, relay, lo)
         y_r_hi = hub_roots.restricted_price(packed, c.elasticity, c.holdback, relay, hi)
-        net_lo = hub_roots.positions(packed, c.elasticity, c.holdback, lo, y_r_lo)[0]
-        net_hi, buy, netback = hub_roots.positions(packed, c.elasticity, c.holdback, hi, y_r_hi)
-        net = _split(net_lo, net_hi, f_lo, f_hi)
+        net_lo, _, _, shipped_lo = hub_roots.positions(packed, c.elasticity, c.holdback, lo, y_r_lo)
+        net_hi, buy, netback, shipped = hub_roots.positions(packed, c.elasticity, c.holdback, hi, y_r_hi)
+        short_lo = hub_roots.unrelayed_shortage(packed, c.elasticity, c.holdback, relay, lo, y_r_lo)
+        short_hi = hub_roots.unrelayed_shortage(packed, c.elasticity, c.holdback, relay, hi, y_r_hi)
+        net = _split(net_lo, net_hi, f_lo, f_hi, short_lo, short_hi)
+        shipped = np.where((shipped_lo > 0) & (shipped > 0), np.minimum(shipped_lo, shipped), 0.0)
         empty = (c.stock <= 0) & (np.exp(c.want_log) <= 0) & (np.abs(net).sum(axis=1, keepdims=True) <= 0)
         y, bought, at_choke, on_cost = hub_roots.clear_zones(packed, c.elasticity, c.holdback, c.size, net, buy,
-                                                             netback, empty)
-        at_choke, on_cost = at_choke > 0, on_cost > 0
-        flow = _flows(a, net)
+                                                             netback, shipped, empty)
+        # The zones of a restricted hub left short, nobody may re-export to it: at their choke, rationed.
+        short = short_lo + _theta(f_lo, f_hi) * (short_hi - short_lo)
+        at_choke, on_cost = (at_choke > 0) | (a.restricted & (short > 0)[:, None]), on_cost > 0
+        flow = _flows(a, net, shipped)
     price = np.where(at_choke & (y == c.y_choke), bids.choke_price, np.where(on_cost, np.maximum(offers.cost, PRICE_FLOOR), np.exp(y)))
     bought = np.minimum(bought, bids.want(price))  # within the bracket's width: rounding
     net = flow.sum(axis=1) - flow.sum(axis=2)

@@ -60,35 +60,51 @@ def _want(curves, elasticity, p, z, y):
 
 
 @_compiled
+def _spare(curves, holdback, p, z, y):
+    """t zone z's sellers of product p sell at log price y (0 below their cost)."""
+    if not y >= curves[Y_COST, p, z]:
+        return 0.0
+    stock = curves[STOCK, p, z]
+    return min(max(stock - math.exp(-holdback * y + curves[HELD_LOG, p, z]), 0.0), stock)
+
+
+@_compiled
 def _excess(curves, elasticity, holdback, p, z, y):
     """want - offer of zone z's curves for product p at log price y (t)."""
-    want = _want(curves, elasticity, p, z, y)
-    if not y >= curves[Y_COST, p, z]:
-        return want
-    stock = curves[STOCK, p, z]
-    spare = stock - math.exp(-holdback * y + curves[HELD_LOG, p, z])
-    return want - min(max(spare, 0.0), stock)
+    return _want(curves, elasticity, p, z, y) - _spare(curves, holdback, p, z, y)
 
 
 @_compiled
 def _position(curves, elasticity, holdback, p, z, y_world, y_restricted):
-    """Zone z's net imports (t) of product p at the hubs' log prices, and its buying and
-    netback log prices. It buys from its hub at the hub's price plus its buying shift
-    and sells at the best netback it may reach (a banned origin only the world hub's,
-    even from a restricted zone); it sells what it has to spare at its netback, its
-    exports capped, and otherwise buys at its buying price what its buyers want there
-    (a supplier of the restricted hub whose netback passes its buying price, and that
-    may not re-export, sells there what it has to spare)."""
+    """Zone z's net imports (t) of product p at the hubs' log prices, its buying and
+    netback log prices, and what it ships to the restricted hub while importing (t).
+
+    It buys from its hub at the hub's price plus its buying shift and sells at the best
+    netback it may reach (a banned origin only the world hub's, even from a restricted
+    zone); it sells what it has to spare at its netback, its exports capped, and
+    otherwise buys at its buying price what its buyers want there. A supplier of the
+    restricted hub whose netback there passes its buying price at the world hub (only
+    where nobody may re-export: ``abm.clearing.Links.no_re_export``) does both: its
+    sellers ship what they spare at the netback to the restricted hub, within its cap,
+    and its buyers import at the world hub what they want at their buying price (less
+    what the cap kept at home)."""
     restricted = curves[RESTRICTED, p, z] > 0
     banned = curves[BANNED_ORIGIN, p, z] > 0
     reaches_restricted = (curves[SUPPLIES_RESTRICTED, p, z] > 0 or restricted) and not banned
     netback = (y_restricted if reaches_restricted else y_world) - curves[SELL_SHIFT, p, z]
     buy = (y_restricted if restricted else y_world) + curves[BUY_SHIFT, p, z]
+    can_sell = curves[CAN_SELL, p, z] > 0
+    if can_sell and not restricted and netback > buy:
+        spare = _spare(curves, holdback, p, z, netback)
+        shipped = min(spare, curves[EXPORT_CAP, p, z])
+        if shipped > 0:
+            imports = max(_want(curves, elasticity, p, z, buy) - (spare - shipped), 0.0)
+            return imports - shipped, buy, netback, shipped
     d_sell = _excess(curves, elasticity, holdback, p, z, netback)
-    if curves[CAN_SELL, p, z] > 0 and d_sell < 0:
-        return max(d_sell, -curves[EXPORT_CAP, p, z]), buy, netback
+    if can_sell and d_sell < 0:
+        return max(d_sell, -curves[EXPORT_CAP, p, z]), buy, netback, 0.0
     d_buy = _excess(curves, elasticity, holdback, p, z, buy)
-    return (d_buy if d_buy > 0 else 0.0), buy, netback
+    return (d_buy if d_buy > 0 else 0.0), buy, netback, 0.0
 
 
 @_compiled
@@ -100,13 +116,14 @@ def _net(curves, elasticity, holdback, p, z, y_world, y_restricted):
 @_compiled
 def positions(curves: np.ndarray, elasticity: float, holdback: float, y_world: np.ndarray,
               y_restricted: np.ndarray) -> np.ndarray:
-    """[3, P, Z]: every zone's net imports (t), buying and netback log prices at the
-    hubs' log prices ``y_world``, ``y_restricted`` [P] (``_position``)."""
-    out = np.empty((3, curves.shape[1], curves.shape[2]))
+    """[4, P, Z]: every zone's net imports (t), buying and netback log prices, and what
+    it ships to the restricted hub while importing (t), at the hubs' log prices
+    ``y_world``, ``y_restricted`` [P] (``_position``)."""
+    out = np.empty((4, curves.shape[1], curves.shape[2]))
     for p in range(curves.shape[1]):
         for z in range(curves.shape[2]):
-            out[0, p, z], out[1, p, z], out[2, p, z] = _position(curves, elasticity, holdback, p, z, y_world[p],
-                                                                 y_restricted[p])
+            out[0, p, z], out[1, p, z], out[2, p, z], out[3, p, z] = _position(
+                curves, elasticity, holdback, p, z, y_world[p], y_restricted[p])
     return out
 
 
@@ -116,10 +133,12 @@ def _restricted_balance(curves, elasticity, holdback, p, y_world, y):
     p, at its log price y and the world's y_world."""
     total = 0.0
     for z in range(curves.shape[2]):
-        net = _net(curves, elasticity, holdback, p, z, y_world, y)
+        net, _, _, shipped = _position(curves, elasticity, holdback, p, z, y_world, y)
         if curves[RESTRICTED, p, z] > 0 and not (curves[BANNED_ORIGIN, p, z] > 0 and net < 0):
             total += net
-        if curves[SUPPLIES_RESTRICTED, p, z] > 0 and net < 0:
+        if curves[SUPPLIES_RESTRICTED, p, z] > 0 and shipped > 0:
+            total -= shipped
+        elif curves[SUPPLIES_RESTRICTED, p, z] > 0 and net < 0:
             total += net
     return total
 
@@ -140,7 +159,9 @@ def _restricted_price_of(curves, elasticity, holdback, relay, p, y_world):
             break
         x = _next_point(state, n, True)
         state = _narrow(state, x, _restricted_balance(curves, elasticity, holdback, p, y_world, x))
-    return _close(state, 0.0)[1]
+    # With no re-exporter the hub may end short (its buyers at their choke price): that
+    # side of a step, where they take what its suppliers ship; else the side in surplus.
+    return _close(state, 0.0)[0 if math.isinf(relay[p]) else 1]
 
 
 WORLD, ZONE = 0, 1  # what ``_balance`` evaluates
@@ -149,7 +170,8 @@ WORLD, ZONE = 0, 1  # what ``_balance`` evaluates
 @_compiled
 def _balance(kind, curves, elasticity, holdback, p, z, target, relay, y):
     """WORLD: the world's net imports of product p at world log price y, the restricted
-    hub at its own balancing price; ZONE: zone z's excess demand less its net imports
+    hub at its own balancing price (less what it lacks where nobody may re-export to
+    it); ZONE: zone z's excess demand less its net imports
     ``target`` at its log price y."""
     if kind == ZONE:
         return _excess(curves, elasticity, holdback, p, z, y) - target
@@ -157,6 +179,8 @@ def _balance(kind, curves, elasticity, holdback, p, z, target, relay, y):
     total = 0.0
     for zone in range(curves.shape[2]):
         total += _net(curves, elasticity, holdback, p, zone, y, y_restricted)
+    if math.isinf(relay[p]):  # what the restricted hub lacks, nobody may bring from the world hub
+        total -= max(_restricted_balance(curves, elasticity, holdback, p, y, y_restricted), 0.0)
     return total
 
 
@@ -331,12 +355,29 @@ def restricted_price(curves: np.ndarray, elasticity: float, holdback: float, rel
 
 
 @_compiled
+def unrelayed_shortage(curves: np.ndarray, elasticity: float, holdback: float, relay: np.ndarray,
+                       y_world: np.ndarray, y_restricted: np.ndarray) -> np.ndarray:
+    """[P] t the restricted hub's zones want at the hubs' log prices beyond what its
+    suppliers ship, where nobody may re-export to it (0 elsewhere): a shortage its
+    zones' net imports count and no zone supplies."""
+    out = np.zeros(curves.shape[1])
+    for p in range(curves.shape[1]):
+        if _is_restricted(curves, p) and math.isinf(relay[p]):
+            out[p] = max(_restricted_balance(curves, elasticity, holdback, p, y_world[p], y_restricted[p]), 0.0)
+    return out
+
+
+@_compiled
 def clear_zones(curves: np.ndarray, elasticity: float, holdback: float, size: np.ndarray, net: np.ndarray,
-                buy: np.ndarray, netback: np.ndarray, empty: np.ndarray) -> np.ndarray:
+                buy: np.ndarray, netback: np.ndarray, shipped: np.ndarray, empty: np.ndarray) -> np.ndarray:
     """Every zone's log price and what its buyers get, at its net imports ``net`` [P, Z]
-    (``buy``, ``netback`` [P, Z] its buying and selling log prices, ``empty`` [P, Z] no
-    stock, bids or trade). Returns [4, P, Z]: log price, t bought, 1 where the buyers'
-    choke price binds, 1 where the price is the sellers' cost floor.
+    (``buy``, ``netback`` [P, Z] its buying and selling log prices, ``shipped`` [P, Z] t
+    it ships to the restricted hub while importing, ``empty`` [P, Z] no stock, bids or
+    trade). Returns [4, P, Z]: log price, t bought, 1 where the buyers' choke price
+    binds, 1 where the price is the sellers' cost floor.
+
+    A zone that ships to the restricted hub while importing posts its buying price,
+    at which its buyers get what they want.
 
     The zone's price is where ``want - offer = net`` between its netback and its buying
     price (below its netback where its export cap binds; unbounded where it cannot
@@ -354,6 +395,11 @@ def clear_zones(curves: np.ndarray, elasticity: float, holdback: float, size: np
         top, slack = _top(curves, p), 1e-9 * size[p]
         for z in range(n_zones):
             d, y_cost, y_choke = net[p, z], curves[Y_COST, p, z], curves[Y_CHOKE, p, z]
+            if shipped[p, z] > 0:
+                y = min(max(buy[p, z], LN_FLOOR), top)
+                out[0, p, z], out[1, p, z] = y, _want(curves, elasticity, p, z, y)
+                out[2, p, z], out[3, p, z] = y > y_choke, 0.0
+                continue
             can_sell, cap = curves[CAN_SELL, p, z] > 0, curves[EXPORT_CAP, p, z]
             capped = can_sell and d <= -cap * (1 - 1e-12) and math.isfinite(cap)
             lower = netback[p, z] if (can_sell and not capped) else LN_FLOOR

@@ -597,7 +597,7 @@ class RareEarthModel(mesa.Model):
             rules, product = self._product_rules(0, self.tension)
             product = dataclasses.replace(
                 product, quota_cut=np.zeros_like(product.quota_cut), banned=np.zeros_like(product.banned),
-                tonnage_quotas=(), licences=(),
+                tonnage_quotas=(), licences=(), re_export_banned=np.zeros_like(product.re_export_banned),
             )
             return rules, product
         programmes = self.programmes
@@ -807,8 +807,11 @@ class RareEarthModel(mesa.Model):
         stock_left = np.maximum(stock_left - shipped.sum(axis=2), 0.0)
         cap_left = np.maximum(cap_left - shipped.sum(axis=2), 0.0)
         shipped_in = shipped.sum(axis=1)  # [P, R]
+        # An origin that closes links and restricts re-exports: no third country re-exports to them.
+        closing = (~open_link).any(axis=2)  # [P, R]
         links = Links(trade_cost=self.chain.data.trade_cost, export_tax=self._rules.export_tax.T,
-                      banned=~open_link, export_cap=cap_left)
+                      banned=~open_link, export_cap=cap_left,
+                      no_re_export=(self._rules.re_export_banned.T & closing).any(axis=1))
         cleared = clear(
             Offers(stock=stock_left, keep=np.clip(keep, 0.0, stock_left), expected=self._expected_price(),
                    cost=self._cost_floor(), holdback=market.holdback),

@@ -56,6 +56,7 @@ class ExportRules:
     export_tax: np.ndarray  # [R, E] ad valorem tax on exports
     licences: tuple["Licence", ...]
     announced: np.ndarray  # [pairs] tension added this month by announcements
+    re_export_banned: np.ndarray  # [R, E] bans whose goods third countries may not re-export to the banned
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Licence:
     applications to the ``destinations`` [R] for products of ``stages`` carrying the
     ``elements`` mask [E], each ``delay_months`` after it was filed (the model keeps the
     queue: ``RareEarthModel._licensed_flows``). A quota on one destination is a licence
-    granting ``1 - cut`` at once."""
+    granting ``1 - cut`` at once. ``restrict_re_export``: third countries may not
+    re-export the products it covers to its destinations."""
 
     region: int
     approval_share: float
@@ -72,6 +74,7 @@ class Licence:
     elements: np.ndarray
     stages: tuple[str, ...]
     destinations: np.ndarray
+    restrict_re_export: bool
 
 
 def _active(start: int, months: int, month: int) -> bool:
@@ -103,6 +106,7 @@ def export_rules(
     """
     cut = np.zeros((len(regions), len(elements)))
     banned = np.zeros((len(regions), len(elements), len(regions)), dtype=bool)
+    re_export_banned = np.zeros((len(regions), len(elements)), dtype=bool)
     outage = np.zeros((len(regions), len(deposits)))
     tonnage: list[tuple[int, float, np.ndarray]] = []
     licences: list[Licence] = []
@@ -126,10 +130,10 @@ def export_rules(
         row = regions.index(event.nation)
         if event.kind == "licence":
             licences.append(Licence(row, event.approval_share, event.delay_months, mask(event.elements),
-                                    event.stages, _destinations(event, regions)))
+                                    event.stages, _destinations(event, regions), event.restrict_re_export))
         elif event.kind == "quota" and event.destination:
             licences.append(Licence(row, 1.0 - event.cut, 0, mask(event.elements), STAGES,
-                                    _destinations(event, regions)))
+                                    _destinations(event, regions), event.restrict_re_export))
         elif event.kind == "quota" and event.tonnes_per_year > 0:
             tonnage.append((row, event.tonnes_per_year / 12.0, mask(event.elements)))
         elif event.kind == "quota":
@@ -138,6 +142,7 @@ def export_rules(
             tax[row] = np.maximum(tax[row], event.rate * mask(event.elements))
         elif event.kind == "ban":
             banned[row, :, regions.index(event.destination)] |= mask(event.elements)
+            re_export_banned[row] |= mask(event.elements) & event.restrict_re_export
         else:
             column = deposits.index(event.deposit)
             outage[row, column] = max(outage[row, column], event.cut)
@@ -147,7 +152,7 @@ def export_rules(
     cut[exporter] = np.minimum(cut[exporter], 1.0 - guaranteed_share)
     return ExportRules(
         quota_cut=cut, banned=banned, outage=outage, tonnage_quotas=tuple(tonnage), export_tax=tax,
-        licences=tuple(licences), announced=announced,
+        licences=tuple(licences), announced=announced, re_export_banned=re_export_banned,
     )
 
 

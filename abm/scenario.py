@@ -36,17 +36,18 @@ EVENT_KINDS = ("quota", "ban", "outage", "export_tax", "licence")
 # The keys every event has, and those only some kinds use (abm.policy.export_rules).
 EVENT_COMMON_KEYS = ("kind", "nation", "start", "months")
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
-    "quota": ("cut", "tonnes_per_year", "elements", "destination", "notice_months"),
-    "ban": ("destination", "elements", "notice_months"),
+    "quota": ("cut", "tonnes_per_year", "elements", "destination", "notice_months", "restrict_re_export"),
+    "ban": ("destination", "elements", "notice_months", "restrict_re_export"),
     "outage": ("cut", "deposit"),
     "export_tax": ("rate", "elements", "notice_months"),
     "licence": ("approval_share", "delay_months", "elements", "stages", "destination", "general_licence",
-                "notice_months"),
+                "notice_months", "restrict_re_export"),
 }
 _EVENT_KEY_NOUNS = {
     "cut": "cut", "tonnes_per_year": "tonnage", "elements": "element list", "destination": "destination",
     "deposit": "deposit", "rate": "tax rate", "approval_share": "approval share", "delay_months": "processing delay",
     "stages": "product stage list", "notice_months": "notice", "general_licence": "general licence",
+    "restrict_re_export": "re-export restriction",
 }
 # The product stages a licence may cover, and its default scope: China's April 2025
 # licences cover oxides, metals, alloys and magnets (facts.md).
@@ -145,7 +146,11 @@ class Event:
     ``destination`` only if set; never to the ``general_licence`` destinations); a
     quota with a ``destination`` withholds ``cut`` of the exports to it only.
     ``notice_months``: a restriction is announced that many months before ``start``
-    (tension rises then, and importers stock up)."""
+    (tension rises then, and importers stock up). ``restrict_re_export`` (a ban, a
+    licence or a quota that spares some destinations): goods of the nation's origin
+    that it restricts may not be re-exported by third countries to the destinations
+    it restricts (China's rules of October 2025), so those destinations get only its
+    licensed or quota shipments and other origins' goods."""
 
     kind: str = spec(one_of(EVENT_KINDS, "an event kind"))
     nation: str = spec(PRODUCER)
@@ -162,6 +167,7 @@ class Event:
     stages: tuple[str, ...] = spec(members(LICENSED_STAGES, "product stages"), default=("oxide", "metal", "magnet"))
     general_licence: tuple[str, ...] = spec(REGION_LIST, default=())
     notice_months: int = spec(MONTHS, default=0)
+    restrict_re_export: bool = False
 
 
 @dataclass(frozen=True)
@@ -470,6 +476,11 @@ def _check_event(scenario: Scenario, event: Event, where: str, source: str | Pat
     if event.kind == "export_tax" and event.rate <= 0:
         raise ScenarioError(source, where + "rate", event.rate, "a tax rate > 0 for an export_tax")
     _check_notice(scenario, event, where, source)
+    if event.restrict_re_export and not (event.destination or event.general_licence):
+        raise ScenarioError(source, where + "restrict_re_export", True,
+                            f"a destination{' or general licences' if event.kind == 'licence' else ''} on "
+                            f"{_article(event.kind)} that restricts re-exports (on every destination alike "
+                            "there is no destination left to re-export to)")
     if event.kind == "licence":
         _check_licence(scenario, event, where, source)
 

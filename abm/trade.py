@@ -29,13 +29,16 @@ class ProductRules:
     withheld; ``banned`` [R, P, R] exporter, product, destination; ``tonnage_quotas``
     (region, t REO / month, [P] products covered together); ``export_tax`` [R, P];
     ``licences`` (region, approval share, delay months, [P] products covered, [R]
-    destinations covered)."""
+    destinations covered); ``re_export_banned`` [R, P] products of the exporter's
+    origin that third countries may not re-export to the destinations it bans or
+    licenses."""
 
     quota_cut: np.ndarray
     banned: np.ndarray
     tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]
     export_tax: np.ndarray
     licences: tuple[tuple[int, float, int, np.ndarray, np.ndarray], ...]
+    re_export_banned: np.ndarray
 
 
 def element_reach(chain: Chain) -> np.ndarray:
@@ -54,12 +57,15 @@ def product_rules(rules: ExportRules, reach: np.ndarray, taxed: np.ndarray, stag
     banned = (rules.banned[:, None, :, :] & reach[None, :, :, None]).any(axis=2)  # [R, P, R]
     tax = (rules.export_tax[:, None, :] * reach[None]).max(axis=2) * taxed[None]
     tonnage = tuple((row, tonnes, (reach & covered[None]).any(axis=1)) for row, tonnes, covered in rules.tonnage_quotas)
-    licences = tuple(
-        (licence.region, licence.approval_share, licence.delay_months,
-         (reach & licence.elements[None]).any(axis=1) & np.isin(stage, licence.stages), licence.destinations)
-        for licence in rules.licences
-    )
-    return ProductRules(quota_cut=cut, banned=banned, tonnage_quotas=tonnage, export_tax=tax, licences=licences)
+    re_export_banned = (rules.re_export_banned[:, None, :] & reach[None]).any(axis=2)  # [R, P]
+    licences = []
+    for licence in rules.licences:
+        covered = (reach & licence.elements[None]).any(axis=1) & np.isin(stage, licence.stages)
+        licences.append((licence.region, licence.approval_share, licence.delay_months, covered, licence.destinations))
+        if licence.restrict_re_export:
+            re_export_banned[licence.region] |= covered
+    return ProductRules(quota_cut=cut, banned=banned, tonnage_quotas=tonnage, export_tax=tax, licences=tuple(licences),
+                        re_export_banned=re_export_banned)
 
 
 def deliver_contracts(volume: np.ndarray, stock: np.ndarray, export_cap: np.ndarray, open_link: np.ndarray) -> np.ndarray:

@@ -195,6 +195,43 @@ def test_re_export_through_a_zone_without_buyers_or_sellers():
     assert result.price[0, 2] == pytest.approx(result.price[0, 0] * 1.05**2, rel=1e-9)
 
 
+def _no_re_export(links: Links) -> Links:
+    return dataclasses.replace(links, no_re_export=np.ones(links.trade_cost.shape, dtype=bool))
+
+
+def test_under_a_re_export_restriction_a_third_zone_ships_its_own_goods_and_imports_for_its_buyers():
+    """E may not pass A's product on to U: it sells U its own (less than U wants, so U's
+    price rises above the cost of re-export) and its buyers import A's at the world
+    price, as before the restriction."""
+    offers, bids, links = three_zones_with_a_ban(0.05)
+    open_result = settle(offers, bids, links)
+    result = settle(offers, bids, _no_re_export(links))
+    price, flow = result.price[0], result.flow[0]
+    assert flow[0, 2] == 0 and flow[1, 2] > 0 and flow[0, 1] > 0
+    assert flow[1, 2] <= result.sold[0, 1] * (1 + 1e-9)  # E ships U only what its sellers sold
+    assert price[2] > open_result.price[0, 2] * 1.01 and price[2] > price[0] * 1.05**2
+    assert price[1] == pytest.approx(price[0] * 1.05, rel=1e-9)  # E's buyers pay the world price
+    assert result.bought[0, 2] < open_result.bought[0, 2]
+    assert_books_balance(offers, bids, links, result)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds, st.booleans())
+def test_under_a_re_export_restriction_no_zone_passes_on_what_it_imported(seed, quotas):
+    """Random markets with bans and no re-export: the books balance, no banned link
+    carries anything, and what any zone ships to the banned destinations is at most
+    what its own sellers sold."""
+    offers, bids, links = random_market(np.random.default_rng(seed), quotas=quotas)
+    links = _no_re_export(links)
+    result = clear(offers, bids, links)
+    assert_books_balance(offers, bids, links, result)
+    restricted = (links.banned & ~np.eye(links.banned.shape[1], dtype=bool)[None]).any(axis=1)  # [P, Z]
+    to_restricted = np.where(restricted[:, None, :], result.flow, 0.0).sum(axis=2)  # [P, Z]
+    scale = offers.stock.sum(axis=1, keepdims=True) + 1.0
+    assert (to_restricted <= result.sold + 1e-9 * scale).all()
+    assert np.isfinite(result.price).all()
+
+
 # 4. A zone that only sells posts the price it sold at
 
 

@@ -30,17 +30,20 @@ BASE_EVENTS = {
 }
 VARIANTS = {
     "quota": dict(nation="MY", start=2, months=6, cut=0.2, elements=["Nd"], destination="US", notice_months=2,
-                  tonnes_per_year=20000.0),
-    "ban": dict(nation="MY", destination="JP", start=2, months=6, elements=["Nd"], notice_months=2),
+                  tonnes_per_year=20000.0, restrict_re_export=True),
+    "ban": dict(nation="MY", destination="JP", start=2, months=6, elements=["Nd"], notice_months=2,
+                restrict_re_export=True),
     "outage": dict(nation="MM", deposit="bayan_obo", start=2, months=6, cut=0.2),
     "export_tax": dict(nation="MY", start=2, months=6, rate=0.5, elements=["Nd"], notice_months=2),
     "licence": dict(nation="MY", start=2, months=6, approval_share=0.6, delay_months=1, elements=["Dy"],
-                    stages=["magnet"], destination="US", general_licence=["JP"], notice_months=2),
+                    stages=["magnet"], destination="US", general_licence=["JP"], notice_months=2,
+                    restrict_re_export=True),
 }
 # Keys that replace another when varied (a quota in tonnes states no cut).
 REPLACES = {("quota", "tonnes_per_year"): "cut", ("outage", "nation"): "deposit"}
 PAIRED = {("outage", "nation"): dict(deposit="ionic_clay"), ("licence", "nation"): dict(stages=["oxide"])} | {
-    (kind, "notice_months"): dict(start=3) for kind in BASE_EVENTS}
+    (kind, "notice_months"): dict(start=3) for kind in BASE_EVENTS} | {
+    (kind, "restrict_re_export"): dict(destination="US") for kind in ("quota", "licence")}
 SHOCK_BASE = dict(exporter="CN", quota_cut=0.4, start=3, months=4, elements=["Dy", "Tb"])
 SHOCK_VARIANTS = dict(exporter="MY", quota_cut=0.2, start=2, months=6, elements=["Nd"], notice_months=2)
 
@@ -84,6 +87,9 @@ def test_every_event_key_changes_the_run_or_is_refused(base_runs, kind, key, val
     except ScenarioError as refused:
         pytest.fail(f"the table's value should be valid: {refused}")
     assert not np.array_equal(varied, base_runs[kind]), f"{kind}.{key} = {value!r} changed nothing"
+    if PAIRED.get((kind, key)):  # what changed it is the key, not the value it is paired with
+        paired = {k: v for k, v in event.items() if k != key} | {k: v for k, v in BASE_EVENTS[kind].items() if k == key}
+        assert not np.array_equal(varied, _fingerprint({"events": [paired]})), f"{kind}.{key} changed nothing"
 
 
 @pytest.mark.parametrize("key, value", list(SHOCK_VARIANTS.items()), ids=list(SHOCK_VARIANTS))

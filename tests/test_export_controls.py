@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from abm import RareEarthModel, Scenario
-from abm.scenario import Event, ScenarioError, Shock, load_scenario
+from abm import RareEarthModel, Scenario, run_scenario
+from abm.scenario import Event, ScenarioError, Shock, load_scenario, scenario_from_dict
+from tests.conftest import mass_balance_error
 
 CUT_START, CUT_MONTHS = 3, 12
 CONTROLLED = ("Dy", "Tb")
@@ -166,19 +167,51 @@ def test_a_control_aimed_at_the_us_cuts_chinas_shipments_to_it_only(event):
         assert abs(received[window, r].sum() / base_received[window, r].sum() - 1.0) < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "re-export restrictions are not modelled yet: a control aimed at the US alone is re-routed through Japan, "
-    "Europe and the rest of the world (the US receives about 2 % more Dy and Tb, stocking up after the "
-    "announcement), as the April 2025 controls were, until China's October 2025 rules on re-exports"))
-def test_a_control_aimed_at_the_us_cuts_what_the_us_receives():
+def _end_users_heavy_supply(scenario: Scenario, seed: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """[months, regions] t of Dy and Tb end users received in what they bought, and
+    [months, P, R] product prices."""
+    model = RareEarthModel(rng=seed, scenario=scenario)
+    heavy = [model.elements.index(e) for e in CONTROLLED]
+    supply, price = [], []
+    while model.running:
+        model.step()
+        supply.append(model.supply[heavy].sum(axis=0))
+        price.append(model.product_price.copy())
+    return np.array(supply), np.array(price), model.importing_regions
+
+
+@pytest.mark.parametrize("restrict_re_export", [False, True], ids=["re-exported", "re-export restricted"])
+def test_a_control_aimed_at_the_us_is_re_routed_unless_re_exports_are_restricted(restrict_re_export):
+    """A licence aimed at the US alone is re-routed through Japan, Europe and the rest of
+    the world (as the April 2025 controls were): US manufacturers get about as much Dy
+    and Tb as in the baseline, at the world's prices. With re-exports of Chinese goods
+    restricted (China's rules of October 2025) the US gets what China licenses and what
+    others make: at least 5 % less, at prices well above Japan's in some product; Japan
+    and the EU get within 5 % of the baseline either way."""
     base = Scenario(horizon_months=16)
     window = slice(6, 15)
     event = Event(kind="licence", nation="CN", destination="US", start=3, months=12, elements=CONTROLLED,
-                  approval_share=0.3, delay_months=2)
-    base_received, _, regions = _received(base)
-    received, _, _ = _received(dataclasses.replace(base, events=(event,)))
-    us = regions.index("US")
-    assert received[window, us].sum() < 0.9 * base_received[window, us].sum()
+                  approval_share=0.3, delay_months=2, restrict_re_export=restrict_re_export)
+    base_supply, _, regions = _end_users_heavy_supply(base)
+    supply, price, _ = _end_users_heavy_supply(dataclasses.replace(base, events=(event,)))
+    kept = {r: supply[window, regions.index(r)].sum() / base_supply[window, regions.index(r)].sum()
+            for r in ("US", "JP", "EU")}
+    model_regions = RareEarthModel(scenario=base).regions
+    gap = (price[window, :, model_regions.index("US")] / price[window, :, model_regions.index("JP")]).max()
+    assert abs(kept["JP"] - 1.0) < 0.05 and abs(kept["EU"] - 1.0) < 0.05
+    if restrict_re_export:
+        assert kept["US"] < 0.95 and gap > 1.5
+    else:
+        assert kept["US"] > 0.98 and gap < 1.2
+
+
+def test_a_re_export_restriction_acts_only_where_the_exporter_closes_links():
+    """The same licence on every destination alike closes no link (it caps exports), so a
+    re-export restriction on it could never act: refused."""
+    with pytest.raises(ScenarioError, match="restrict_re_export"):
+        scenario_from_dict({"horizon_months": 16, "events": [
+            {"kind": "licence", "nation": "CN", "start": 3, "months": 12, "elements": list(CONTROLLED),
+             "approval_share": 0.3, "restrict_re_export": True}]})
 
 
 @pytest.mark.parametrize("path", ["case10_quota_one_destination.toml", "case10_ref_all_destinations.toml"])
@@ -270,3 +303,15 @@ def test_two_licences_on_one_product_apply_the_strictest_terms():
     ratio = _product_exports((dy, tb), "magnet_GBD", 14) / _product_exports((), "magnet_GBD", 14)
     assert np.all(ratio[3:6] < 0.01)  # the longer review
     assert np.all(np.abs(ratio[7:12] - 0.5) < 0.15)  # the lower share
+
+
+def test_mass_balance_closes_under_a_re_export_restriction():
+    """A licence and a ban that restrict re-exports, on two destinations, over two years."""
+    events = (
+        Event(kind="licence", nation="CN", destination="US", start=3, months=18, elements=CONTROLLED,
+              approval_share=0.3, delay_months=2, restrict_re_export=True),
+        Event(kind="ban", nation="CN", destination="JP", start=6, months=12, elements=("Nd", "Pr"),
+              restrict_re_export=True),
+    )
+    result = run_scenario(Scenario(horizon_months=24, events=events), seed=3)
+    assert np.nanmax(mass_balance_error(result.series)) <= 1e-9

@@ -86,7 +86,7 @@ def test_element_rules_become_product_rules():
     tax = np.zeros((n_r, n_e))
     tax[0, ELEMENTS.index("Dy")] = 0.25
     rules = ExportRules(quota_cut=cut, banned=banned, outage=np.zeros((n_r, 4)), tonnage_quotas=(), export_tax=tax,
-                         licences=(), announced=np.zeros(0))
+                         licences=(), announced=np.zeros(0), re_export_banned=np.zeros((n_r, n_e), dtype=bool))
     reach = element_reach(CHAIN)
     taxed = np.isin(np.array(CHAIN.data.stage), ("oxide", "metal"))
     product = product_rules(rules, reach, taxed, np.array(CHAIN.data.stage))
