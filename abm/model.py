@@ -667,10 +667,16 @@ class RareEarthModel(mesa.Model):
         n_products, n_regions = self.product_price.shape
         share = np.full((n_products, n_regions, n_regions), np.nan)  # [P, origin, destination]
         delay = np.full((n_products, n_regions), -1)
-        for region, approval, months, covered, destinations in product.licences:
+        users = self.end_users
+        self._denied_users = np.zeros((n_products, len(users)), dtype=bool)
+        denying = np.zeros((n_products, n_regions), dtype=bool)  # [P, origin] a licence denies some end users
+        for region, approval, months, covered, destinations, denied in product.licences:
             applies = covered[:, None] & destinations[None, :]
             share[:, region, :] = np.where(applies, np.fmin(share[:, region, :], approval), share[:, region, :])
             delay[covered, region] = np.maximum(delay[covered, region], months)
+            if denied:
+                self._denied_users[covered] |= (np.isin(users.sector, denied) & destinations[users.region])[None]
+                denying[covered, region] = True
         licensed = delay >= 0
         starting = licensed & (self._licensing_since < 0)
         self._licensing_since = np.where(licensed, np.where(starting, self.month, self._licensing_since), -1)
@@ -686,7 +692,8 @@ class RareEarthModel(mesa.Model):
         self._decided_through = np.where(licensed, np.maximum(self._decided_through, due), self._decided_through)
         others = ~np.eye(n_regions, dtype=bool)[None]
         top = np.max(np.nan_to_num(share, nan=-1.0), axis=2, keepdims=True)
-        alike = licensed & np.where(others, share == top, True).all(axis=2)  # every destination, one share
+        # every destination, one share, and no end use denied (a denial ships per link)
+        alike = licensed & np.where(others, share == top, True).all(axis=2) & ~denying
         every = np.where(alike, granted.sum(axis=2), np.inf)
         each = np.where((licensed & ~alike)[:, :, None] & ~np.isnan(share), granted, np.inf)
         return every, each
@@ -803,7 +810,12 @@ class RareEarthModel(mesa.Model):
         bids = user_bid.T @ self._user_onehot + plant_bid.T @ self._plant_onehot
         for stock_agent in self.stockpiles:
             bids[self._oxides, stock_agent.region_index] += stock_agent.want
-        shipped = deliver_licensed(np.where(licensed, self._licensed, 0.0), stock_left, cap_left, bids)
+        # Licensed shipments go to the bidders whose end use the licence does not deny.
+        allowed = bids - (user_bid * self._denied_users.T).T @ self._user_onehot
+        with np.errstate(divide="ignore", invalid="ignore"):
+            allowed_share = np.where(bids > 0, allowed / np.where(bids > 0, bids, 1.0), 1.0)
+        shipped = deliver_licensed(np.where(licensed, self._licensed, 0.0) * allowed_share[:, None, :], stock_left,
+                                   cap_left, allowed)
         stock_left = np.maximum(stock_left - shipped.sum(axis=2), 0.0)
         cap_left = np.maximum(cap_left - shipped.sum(axis=2), 0.0)
         shipped_in = shipped.sum(axis=1)  # [P, R]
@@ -826,7 +838,7 @@ class RareEarthModel(mesa.Model):
         self.product_price = np.where(idle, np.maximum(cleared.price, self._cost_floor()), cleared.price)
         self._normal_price += (cleared.price - self._normal_price) / market.price_memory_months
         self.trade_price = cleared.price[self._oxides]  # [E, R] oxide prices trade was done at
-        self._settle(stock, cleared, contract + shipped, shipped_in, user_contract, user_bid, plant_bid, bids)
+        self._settle(stock, cleared, contract + shipped, shipped_in, user_contract, user_bid, plant_bid, bids, allowed)
 
     def _choke(self, plant_bid: np.ndarray) -> np.ndarray:
         """[P, R] factor over this month's price above which a zone's buyers do not buy.
@@ -864,15 +876,20 @@ class RareEarthModel(mesa.Model):
         expected[made] = self.chain.input_cost(self.product_price)[made] + self.chain.data.conversion_cost[made, None]
         return expected
 
-    def _settle(self, stock, cleared, contract, shipped_in, user_contract, user_bid, plant_bid, bids) -> None:
+    def _settle(self, stock, cleared, contract, shipped_in, user_contract, user_bid, plant_bid, bids, allowed) -> None:
         """Hand every seller its sales and every buyer its purchases; record trade.
         ``contract`` [P, R, R] t delivered ahead of the spot market (contracts and licensed
-        shipments), ``shipped_in`` [P, R] t of licensed shipments each region's bidders share."""
+        shipments), ``shipped_in`` [P, R] t of licensed shipments, shared by the
+        region's bidders a licence does not deny (who bid ``allowed`` [P, R] t); every
+        bidder shares the spot market's purchases in proportion to what it still bid."""
         plants, users = self.converters, self.end_users
         sold = contract.sum(axis=2) + cleared.sold  # [P, R]
         with np.errstate(divide="ignore", invalid="ignore"):
             sold_share = np.where(stock > 0, np.minimum(sold / np.where(stock > 0, stock, 1.0), 1.0), 0.0)
-            fill = np.where(bids > 0, (cleared.bought + shipped_in) / np.where(bids > 0, bids, 1.0), 0.0)  # [P, R]
+            licensed = np.where(allowed > 0, shipped_in / np.where(allowed > 0, allowed, 1.0), 0.0)  # [P, R]
+            spot = bids - shipped_in
+            spot_fill = np.where(spot > 0, cleared.bought / np.where(spot > 0, spot, 1.0), 0.0)
+        fill = licensed + (1.0 - licensed) * spot_fill  # [P, R] share of an allowed bid received
         plants.sell(sold_share)
         for nation in self.nations:
             nation.concentrate = nation.concentrate * (1.0 - sold_share[self._concentrates, nation.region_index])
@@ -881,7 +898,8 @@ class RareEarthModel(mesa.Model):
         plants.receive(plant_bid * fill.T[plants.region])
         for stock_agent in self.stockpiles:
             stock_agent.receive(stock_agent.want * fill[self._oxides, stock_agent.region_index])
-        received = user_contract + user_bid * fill.T[users.region]
+        received = user_contract + user_bid * np.where(self._denied_users.T, spot_fill.T[users.region],
+                                                       fill.T[users.region])
         user_zone_bid = user_bid.T @ self._user_onehot  # [P, R]
         with np.errstate(divide="ignore", invalid="ignore"):
             user_part = np.where(bids > 0, user_zone_bid / np.where(bids > 0, bids, 1.0), 0.0)

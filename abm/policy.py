@@ -66,7 +66,8 @@ class Licence:
     ``elements`` mask [E], each ``delay_months`` after it was filed (the model keeps the
     queue: ``RareEarthModel._licensed_flows``). A quota on one destination is a licence
     granting ``1 - cut`` at once. ``restrict_re_export``: third countries may not
-    re-export the products it covers to its destinations."""
+    re-export the products it covers to its destinations. ``denied_end_uses``: the
+    applications of these magnet end uses in its destinations are refused."""
 
     region: int
     approval_share: float
@@ -75,6 +76,7 @@ class Licence:
     stages: tuple[str, ...]
     destinations: np.ndarray
     restrict_re_export: bool
+    denied_end_uses: tuple[str, ...]
 
 
 def _active(start: int, months: int, month: int) -> bool:
@@ -130,10 +132,11 @@ def export_rules(
         row = regions.index(event.nation)
         if event.kind == "licence":
             licences.append(Licence(row, event.approval_share, event.delay_months, mask(event.elements),
-                                    event.stages, _destinations(event, regions), event.restrict_re_export))
+                                    event.stages, _destinations(event, regions), event.restrict_re_export,
+                                    event.denied_end_uses))
         elif event.kind == "quota" and event.destination:
             licences.append(Licence(row, 1.0 - event.cut, 0, mask(event.elements), STAGES,
-                                    _destinations(event, regions), event.restrict_re_export))
+                                    _destinations(event, regions), event.restrict_re_export, ()))
         elif event.kind == "quota" and event.tonnes_per_year > 0:
             tonnage.append((row, event.tonnes_per_year / 12.0, mask(event.elements)))
         elif event.kind == "quota":

@@ -41,18 +41,21 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "outage": ("cut", "deposit"),
     "export_tax": ("rate", "elements", "notice_months"),
     "licence": ("approval_share", "delay_months", "elements", "stages", "destination", "general_licence",
-                "notice_months", "restrict_re_export"),
+                "notice_months", "restrict_re_export", "denied_end_uses"),
 }
 _EVENT_KEY_NOUNS = {
     "cut": "cut", "tonnes_per_year": "tonnage", "elements": "element list", "destination": "destination",
     "deposit": "deposit", "rate": "tax rate", "approval_share": "approval share", "delay_months": "processing delay",
     "stages": "product stage list", "notice_months": "notice", "general_licence": "general licence",
-    "restrict_re_export": "re-export restriction",
+    "restrict_re_export": "re-export restriction", "denied_end_uses": "denied end-use list",
 }
 # The product stages a licence may cover, and its default scope: China's April 2025
 # licences cover oxides, metals, alloys and magnets (facts.md).
 LICENSED_STAGES = STAGES
 MAX_LICENCE_DELAY_MONTHS = 12
+# The end-use classes a licence may deny: the magnet end uses of abm/data/end_uses.csv
+# (China denied military end users from October 2025; facts.md).
+END_USES = load_supply_chain().end_uses
 
 
 def _pair(value: str) -> str | None:
@@ -143,7 +146,8 @@ class Event:
     closure); ``export_tax`` levies ``rate`` (ad valorem) on its exports of ``elements``;
     ``licence`` makes its exports of products of ``stages`` carrying ``elements`` wait
     ``delay_months`` for a licence, of which ``approval_share`` is granted (to
-    ``destination`` only if set; never to the ``general_licence`` destinations); a
+    ``destination`` only if set; never to the ``general_licence`` destinations; never
+    to the ``denied_end_uses``, magnet end uses such as defence, in them); a
     quota with a ``destination`` withholds ``cut`` of the exports to it only.
     ``notice_months``: a restriction is announced that many months before ``start``
     (tension rises then, and importers stock up). ``restrict_re_export`` (a ban, a
@@ -166,6 +170,7 @@ class Event:
     delay_months: int = spec(between(0, MAX_LICENCE_DELAY_MONTHS), default=2)
     stages: tuple[str, ...] = spec(members(LICENSED_STAGES, "product stages"), default=("oxide", "metal", "magnet"))
     general_licence: tuple[str, ...] = spec(REGION_LIST, default=())
+    denied_end_uses: tuple[str, ...] = spec(members(END_USES, "magnet end uses"), default=())
     notice_months: int = spec(MONTHS, default=0)
     restrict_re_export: bool = False
 
@@ -535,7 +540,13 @@ def _check_licence(scenario: Scenario, event: Event, where: str, source: str | P
         raise ScenarioError(source, where + "delay_months", event.delay_months,
                             f"fewer months than the licence lasts ({event.months}): nothing would be decided, so "
                             "approval_share could never act (an embargo is a ban or a quota cut of 1)")
-    if event.approval_share >= 1.0 and event.delay_months == 0:
+    chain, covered = load_supply_chain(scenario.base_year), set(_licensed_products(scenario, event))
+    for use in event.denied_end_uses:
+        mix = zip(chain.products, chain.grade_mix[chain.end_uses.index(use)], strict=True)
+        if not any(share > 0 and product in covered for product, share in mix):
+            raise ScenarioError(source, where + "denied_end_uses", list(event.denied_end_uses),
+                                f"end uses that buy a magnet grade the licence covers ({use} buys none)")
+    if event.approval_share >= 1.0 and event.delay_months == 0 and not event.denied_end_uses:
         raise ScenarioError(source, where + "approval_share", event.approval_share,
                             "an approval share < 1 or a delay > 0: a licence granted at once in full withholds nothing")
 

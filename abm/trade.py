@@ -29,7 +29,7 @@ class ProductRules:
     withheld; ``banned`` [R, P, R] exporter, product, destination; ``tonnage_quotas``
     (region, t REO / month, [P] products covered together); ``export_tax`` [R, P];
     ``licences`` (region, approval share, delay months, [P] products covered, [R]
-    destinations covered); ``re_export_banned`` [R, P] products of the exporter's
+    destinations covered, denied end uses); ``re_export_banned`` [R, P] products of the exporter's
     origin that third countries may not re-export to the destinations it bans or
     licenses."""
 
@@ -37,7 +37,7 @@ class ProductRules:
     banned: np.ndarray
     tonnage_quotas: tuple[tuple[int, float, np.ndarray], ...]
     export_tax: np.ndarray
-    licences: tuple[tuple[int, float, int, np.ndarray, np.ndarray], ...]
+    licences: tuple[tuple[int, float, int, np.ndarray, np.ndarray, tuple[str, ...]], ...]
     re_export_banned: np.ndarray
 
 
@@ -61,7 +61,8 @@ def product_rules(rules: ExportRules, reach: np.ndarray, taxed: np.ndarray, stag
     licences = []
     for licence in rules.licences:
         covered = (reach & licence.elements[None]).any(axis=1) & np.isin(stage, licence.stages)
-        licences.append((licence.region, licence.approval_share, licence.delay_months, covered, licence.destinations))
+        licences.append((licence.region, licence.approval_share, licence.delay_months, covered, licence.destinations,
+                         licence.denied_end_uses))
         if licence.restrict_re_export:
             re_export_banned[licence.region] |= covered
     return ProductRules(quota_cut=cut, banned=banned, tonnage_quotas=tonnage, export_tax=tax, licences=tuple(licences),

@@ -37,7 +37,7 @@ VARIANTS = {
     "export_tax": dict(nation="MY", start=2, months=6, rate=0.5, elements=["Nd"], notice_months=2),
     "licence": dict(nation="MY", start=2, months=6, approval_share=0.6, delay_months=1, elements=["Dy"],
                     stages=["magnet"], destination="US", general_licence=["JP"], notice_months=2,
-                    restrict_re_export=True),
+                    restrict_re_export=True, denied_end_uses=["defence"]),
 }
 # Keys that replace another when varied (a quota in tonnes states no cut).
 REPLACES = {("quota", "tonnes_per_year"): "cut", ("outage", "nation"): "deposit"}

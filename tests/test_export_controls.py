@@ -315,3 +315,38 @@ def test_mass_balance_closes_under_a_re_export_restriction():
     )
     result = run_scenario(Scenario(horizon_months=24, events=events), seed=3)
     assert np.nanmax(mass_balance_error(result.series)) <= 1e-9
+
+
+def _heavy_received_by_use(events: tuple[Event, ...], seed: int = 2) -> tuple[np.ndarray, np.ndarray, object]:
+    """[users] t of Dy and Tb end users received and needed over months 6-14."""
+    model = RareEarthModel(rng=seed, scenario=Scenario(horizon_months=16, events=events))
+    users, heavy = model.end_users, [model.elements.index(e) for e in CONTROLLED]
+    got, need = [], []
+    while model.running:
+        model.step()
+        got.append((users.received @ model.chain.content)[:, heavy].sum(axis=1))
+        need.append((users.need @ model.chain.content)[:, heavy].sum(axis=1))
+    return np.array(got)[6:15].sum(axis=0), np.array(need)[6:15].sum(axis=0), model
+
+
+def test_a_licence_denying_defence_end_users_cuts_what_they_get_and_spares_the_others():
+    """China's October 2025 rule: military end users are denied. Under a licence at 0.5
+    on every destination, defence users outside China get less than 0.6 of what they get
+    under the same licence without the denial; every other magnet user gets within 10 %."""
+    licence = Event(kind="licence", nation="CN", start=3, months=12, elements=CONTROLLED, approval_share=0.5,
+                    delay_months=1)
+    got, need, model = _heavy_received_by_use((licence,))
+    denied, _, _ = _heavy_received_by_use((dataclasses.replace(licence, denied_end_uses=("defence",)),))
+    users = model.end_users
+    outside = users.region != model.regions.index("CN")
+    defence = outside & (np.array(users.sector) == "defence")
+    others = outside & ~defence & (need > 0) & np.isin(np.array(users.sector), model.chain.data.end_uses)
+    assert denied[defence].sum() < 0.6 * got[defence].sum()
+    assert abs(denied[others].sum() / got[others].sum() - 1.0) < 0.1
+
+
+def test_a_denied_end_use_must_buy_what_the_licence_covers():
+    with pytest.raises(ScenarioError, match=r"denied_end_uses.*buys none"):
+        scenario_from_dict({"horizon_months": 16, "events": [
+            {"kind": "licence", "nation": "CN", "start": 3, "months": 12, "elements": list(CONTROLLED),
+             "stages": ["oxide"], "approval_share": 0.3, "denied_end_uses": ["defence"]}]})
