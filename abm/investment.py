@@ -4,36 +4,42 @@ An investment unit is a stage of one region: the mines of one deposit type in on
 nation, or the separation, metal or magnet plants of one region. Each month investors
 in every unit, inside and outside the dominant exporter alike:
 
-1. see this month's operating margin per kg of capacity (revenue less cash cost:
-   inputs at their price in the region plus the stage's conversion cost,
-   abm/data/stages.csv) and expect its exponential average over
-   ``expectation_months`` (a trailing average), as they do the cash cost;
-2. commit new capacity when the expected margin exceeds the capital charge (the
+1. see this month's operating margin per kg of output (revenue less cash cost: inputs
+   at their price in the region plus the stage's conversion cost, abm/data/stages.csv)
+   and expect its exponential average over ``expectation_months`` (a trailing
+   average), as they do the cash cost and the unit's utilisation;
+2. commit new capacity when the margin they count exceeds the capital charge (the
    annuity of the stage's capex at ``hurdle_rate`` over ``life_years``) and the unit
-   runs at least ``min_utilisation`` of its capacity (smoothed alike: where capacity
-   stands idle a new plant would find no feed or buyers): a share
-   ``min(max_share_per_year, response x excess)`` a year of the unit's capacity, where
-   excess = expected price / full cost - 1 and full cost = cash cost + capital charge;
+   runs at least ``min_utilisation`` of its capacity (where capacity stands idle a new
+   plant would find no feed or buyers). The margin counted is the lower of the
+   expected and this month's (a spike that has passed commits nothing more while its
+   average lingers), plus a price floor's top-up for the share of the project's life
+   the floor covers once it runs (by value, discounted at the hurdle rate). They commit ``min(max_share_per_year, response x
+   excess)`` of the unit's capacity a year, excess = counted price / full cost - 1,
+   full cost = expected cash cost + capital charge;
 3. build each commitment for the stage's ``lead_months`` and ramp it up over its
    ``ramp_months`` (stages.csv);
 4. abandon a project under construction after ``abandon_months`` consecutive months in
-   which the expected margin is below the capital charge of the capex still to be
-   spent (its share of the build still ahead): at the start of a build the test is
-   full cost, at the end cash cost, as sunk capex no longer counts.
+   which this month's margin (with the floor's top-up for the share of its life the
+   floor covers) is below the capital charge of the capex still to be spent (the share
+   of its build still ahead): at the start of a build the test is full cost, at the end
+   cash cost, as sunk capex no longer counts; the months in a row are the expectation
+   here (Molycorp's expansion stopped after prices had stayed low).
 
-A price floor in force tops up the covered oxides' price in its region to the floor:
-it raises the expected price of that region's separators (who sell the oxides) and
-mines (whose concentrate holds them), as ``RareEarthModel._produce`` raises the
-mines' output. Private projects cost the government nothing: they never enter
-``policy_cost`` (the floor's top-up does, ``abm.programmes``).
+A price floor tops up the covered oxides' price in its region to the floor. It counts
+for that region's separators (who sell the oxides) and mines (whose concentrate holds
+them), as for an integrated producer such as MP Materials and as
+``RareEarthModel._produce`` raises the mines' output. Private projects cost the
+government nothing: they never enter ``policy_cost`` (the floor's top-up on what the
+region sells does, ``abm.programmes``).
 
-New capacity online is added to the unit's mines (``ExportingNation.invested_capacity``)
+New capacity running is added to the unit's mines (``ExportingNation.invested_capacity``)
 or spread over its plants in proportion to their size (``Converters.invested``), so a
 separation plant's new capacity takes its feed mix and yields its oxides.
 
-Shapes: U units, J projects, P products, R regions, K plants, D deposits; capacity
-t/month (mines t REO, separation t REO of concentrate, metal and magnet t of output),
-prices and margins USD/kg of capacity's output.
+Shapes: U units, J projects, P products, R regions, K plants, D deposits, E elements;
+capacity t/month (mines t REO, separation t REO of concentrate, metal and magnet t of
+output), prices, margins and charges USD/kg of output.
 """
 
 from __future__ import annotations
@@ -44,29 +50,41 @@ import numpy as np
 
 from abm.agents.converter import MAGNET, METAL, SEPARATION, Converters, ramp_share
 from abm.chain import Chain
-from abm.scenario import InvestmentParameters, Scenario
+from abm.scenario import Scenario
 
 MINE = "concentrate"
 # Stages in the order of the records (``Investors.labels``).
 INVESTED_STAGES = (MINE, SEPARATION, METAL, MAGNET)
-# kg per t: capex is USD per t/yr of capacity, margins USD/kg.
-KG_PER_T = 1000.0
+KG_PER_T = 1000.0  # capex is USD per t/yr of capacity, margins USD/kg
+MONTHS_PER_YEAR = 12
 
 
 def capital_charge(capex_usd_per_t_per_year: np.ndarray, rate: float, life_years: float) -> np.ndarray:
-    """USD/kg of output a year: the annuity that repays ``capex`` (USD per t/yr of
-    capacity) at ``rate`` over ``life_years``."""
+    """USD/kg of output: the yearly annuity that repays ``capex`` (USD per t/yr of
+    capacity) at ``rate`` over ``life_years``, per kg a year of capacity."""
     annuity = rate / (1.0 - (1.0 + rate) ** -life_years)
     return np.asarray(capex_usd_per_t_per_year, dtype=float) * annuity / KG_PER_T
 
 
 @dataclass(frozen=True)
 class Floor:
-    """A price floor in force this month: ``usd_per_kg`` on the oxides ``covered`` [E] in region ``region``."""
+    """A price floor in force: ``usd_per_kg`` on the oxides ``covered`` [E] sold in
+    region ``region``, until month ``end`` (exclusive)."""
 
     region: int
     covered: np.ndarray
     usd_per_kg: float
+    end: int
+
+
+@dataclass(frozen=True)
+class Margins:
+    """[U] USD/kg of output this month: ``margin`` revenue less cash cost at market
+    prices, ``cash`` cash cost, ``top_up`` what a price floor adds to the revenue."""
+
+    margin: np.ndarray
+    cash: np.ndarray
+    top_up: np.ndarray
 
 
 class Investors:
@@ -74,47 +92,47 @@ class Investors:
 
     Units: ``stage`` [U] index into ``INVESTED_STAGES``, ``region`` [U]; mine units
     also ``nation`` (index into the model's nations) and ``deposit``; plant units a
-    weight over plants ``weight`` [U, K] (their share of the unit's plants' size).
-    Projects: ``unit``, ``capacity`` t/month, ``online`` month of first output,
-    ``lead`` months, ``ramp`` months, ``abandoned``, ``weak`` months in a row under the
-    abandonment test.
+    weight over plants ``weight`` [U, K] (each plant's share of the unit's size);
+    ``lead``, ``ramp`` months and ``charge`` USD/kg by unit. Projects [J]: ``unit``,
+    ``capacity`` t/month, ``online`` first month of output, ``abandoned``, ``weak``
+    months in a row under the abandonment test. Records by ``labels``
+    ("region:stage"), t/yr of capacity: ``committed`` and ``abandoned_now`` this month,
+    ``building`` under construction, ``running`` online (ramped) next month.
     """
 
     def __init__(self, spec: Scenario, chain: Chain, plants: Converters, nations: list, regions: tuple[str, ...]) -> None:
-        self.params: InvestmentParameters = spec.investment
+        self.params = spec.investment
         self.chain = chain
         data = chain.data
         self._oxides, self._concentrates = chain.stage_index("oxide"), chain.stage_index("concentrate")
         self._separation = data.separation[np.ix_(self._oxides, self._concentrates)]  # [E, D] t oxide per t REO
         units: list[tuple[int, int, int, int]] = []  # stage, region, nation, deposit
         for x, nation in enumerate(nations):
-            planned = np.zeros(len(nation.mine_capacity))
-            for deposit, capacity, _, _ in nation._projects:
-                planned[deposit] += capacity
-            for d in np.flatnonzero(nation.mine_capacity + planned > 0):
+            for d in np.flatnonzero(nation.mine_capacity + nation.project_sizes() > 0):
                 units.append((0, nation.region_index, x, int(d)))
-        size = np.where(plants.planned, plants.planned_capacity, plants.capacity)
+        size = np.where(plants.planned, plants.planned_capacity, plants.capacity)  # [K] t/month, projects at full size
         for s, stage in enumerate(INVESTED_STAGES[1:], start=1):
             for r in range(len(regions)):
                 if (size[(plants.stage == stage) & (plants.region == r)] > 0).any():
                     units.append((s, r, -1, -1))
-        self.stage, self.region, self.nation, self.deposit = (np.array(column, dtype=int) for column in zip(*units, strict=True))
+        self.stage, self.region, self.nation, self.deposit = (np.array(c, dtype=int) for c in zip(*units, strict=True))
         self.mines = self.stage == 0
-        in_unit = (plants.stage[None, :] == np.array(INVESTED_STAGES)[self.stage][:, None]) & (
-            plants.region[None, :] == self.region[:, None]) & ~self.mines[:, None]
-        weight = np.where(in_unit, size[None, :], 0.0)
-        self.weight = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)  # [U, K]
-        self._n_nations, self._n_deposits = len(nations), len(self._concentrates)
         stage_name = np.array(INVESTED_STAGES)[self.stage]
-        self.lead = np.array([data.lead_months[s] for s in stage_name], dtype=int)  # [U]
+        in_unit = (plants.stage[None, :] == stage_name[:, None]) & (plants.region[None, :] == self.region[:, None])
+        weight = np.where(in_unit & ~self.mines[:, None], size[None, :], 0.0)
+        self.weight = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)  # [U, K]
+        self._makes = np.array(data.stage)[None, :] == stage_name[:, None]  # [U, P] products of the unit's stage
+        self._n_nations, self._n_deposits = len(nations), len(self._concentrates)
+        self.lead = np.array([data.lead_months[s] for s in stage_name], dtype=int)
         self.ramp = np.array([data.ramp_months[s] for s in stage_name], dtype=int)
         capex = {MINE: spec.domestic_mining.capex_usd_per_t_per_year, SEPARATION: spec.refining.capex_usd_per_t_per_year,
                  METAL: self.params.metal_capex_usd_per_t_per_year, MAGNET: self.params.magnet_capex_usd_per_t_per_year}
         self.charge = capital_charge(np.array([capex[s] for s in stage_name]), self.params.hurdle_rate,
-                                     self.params.life_years)  # [U] USD/kg
-        self.labels = tuple(f"{regions[r]}:{INVESTED_STAGES[s]}" for s, r in self._label_keys())
-        self._label_of = self._label_index()
-        self.expected_margin: np.ndarray | None = None  # [U] USD/kg, set at the first month
+                                     self.params.life_years)
+        keys = sorted({(int(s), int(r)) for s, r in zip(self.stage, self.region, strict=True)}, key=lambda k: (k[1], k[0]))
+        self.labels = tuple(f"{regions[r]}:{INVESTED_STAGES[s]}" for s, r in keys)
+        self._label_of = np.array([keys.index((int(s), int(r))) for s, r in zip(self.stage, self.region, strict=True)])
+        self.expected_margin: np.ndarray | None = None  # [U] USD/kg, from the first month on
         self.expected_cash = np.zeros(len(self.stage))
         self.utilisation = np.zeros(len(self.stage))  # [U] share of capacity run, smoothed as the margin
         self.unit = np.zeros(0, dtype=int)
@@ -123,57 +141,50 @@ class Investors:
         self.abandoned = np.zeros(0, dtype=bool)
         self.weak = np.zeros(0, dtype=int)
         zeros = np.zeros(len(self.labels))
-        # t/yr of capacity by label: committed and abandoned this month, under construction, online
-        self.committed, self.abandoned_now, self.building, self.running = zeros, zeros.copy(), zeros.copy(), zeros.copy()
-
-    def _label_keys(self) -> list[tuple[int, int]]:
-        return sorted({(int(s), int(r)) for s, r in zip(self.stage, self.region, strict=True)}, key=lambda k: (k[1], k[0]))
-
-    def _label_index(self) -> np.ndarray:
-        keys = self._label_keys()
-        return np.array([keys.index((int(s), int(r))) for s, r in zip(self.stage, self.region, strict=True)])
+        self.committed, self.abandoned_now, self.building, self.running = zeros, zeros, zeros, zeros
 
     # ------------------------------------------------------------------ margins
-    def margins(self, price: np.ndarray, plants: Converters, region_onehot: np.ndarray,
-                floor: Floor | None) -> tuple[np.ndarray, np.ndarray]:
-        """[U] USD/kg of capacity's output: this month's operating margin (revenue less
-        cash cost) and cash cost in each unit, at ``price`` [P, R] (the region's
-        clearing prices) with a floor's top-up."""
-        chain, data = self.chain, self.chain.data
-        cost = data.conversion_cost
+    def margins(self, price: np.ndarray, plants: Converters, region_onehot: np.ndarray, floor: Floor | None) -> Margins:
+        """Each unit's margins this month at ``price`` [P, R] (the regions' clearing
+        prices): a mine's concentrate less its mining cost; a separator's oxides (those
+        its region's plants yield, ``Chain.willingness_to_pay``) less their separation
+        cost and its feed; a metal or magnet maker's output less its inputs and
+        conversion cost, over the mix its plants sell (the world's where they sell none)."""
+        chain, cost = self.chain, self.chain.data.conversion_cost
         oxide_price = price[self._oxides]  # [E, R]
-        top_up = np.zeros_like(oxide_price)
+        top_up = np.zeros_like(oxide_price)  # [E, R] USD/kg a floor adds
         if floor is not None:
             top_up[:, floor.region] = np.maximum(floor.usd_per_kg - oxide_price[:, floor.region], 0.0) * floor.covered
-        margin, cash = np.zeros(len(self.stage)), np.zeros(len(self.stage))
-        m, r = self.mines, self.region
+        n = len(self.stage)
+        margin, cash, gain = np.zeros(n), np.zeros(n), np.zeros(n)
+        r, conc_price = self.region, price[self._concentrates]  # [D, R]
+        m = self.mines
         conc = self._concentrates[self.deposit[m]]
         cash[m] = cost[conc]
-        margin[m] = price[conc, r[m]] + (self._separation.T @ top_up)[self.deposit[m], r[m]] - cost[conc]
+        margin[m] = price[conc, r[m]] - cost[conc]
+        gain[m] = (self._separation.T @ top_up)[self.deposit[m], r[m]]
 
-        sep = self.stage == 1
-        yielding = plants.yielding_share(region_onehot)  # [P, R]
-        value = chain.willingness_to_pay(price, yielding=yielding)  # [P, R]: a concentrate's at r, less separation
-        feed = self.weight[sep] @ plants.feed_share[:, self._concentrates]  # [u, D] share of REO fed
-        feed = feed / np.maximum(feed.sum(axis=1, keepdims=True), 1e-12)
+        sep = self.stage == INVESTED_STAGES.index(SEPARATION)
         rs = r[sep]
-        oxides_per_feed = feed @ self._separation.T  # [u, E] t oxide per t REO
-        floor_gain = (oxides_per_feed * (yielding[self._oxides][:, rs] * top_up[:, rs]).T).sum(axis=1)
-        cash[sep] = (feed * price[self._concentrates][:, rs].T).sum(axis=1) + oxides_per_feed @ cost[self._oxides]
-        margin[sep] = (feed * (value[self._concentrates][:, rs] - price[self._concentrates][:, rs]).T).sum(axis=1) + floor_gain
+        yielding = plants.yielding_share(region_onehot)  # [P, R]
+        value = chain.willingness_to_pay(price, yielding=yielding)[self._concentrates]  # [D, R]
+        feed = self.weight[sep] @ plants.feed_share[:, self._concentrates]  # [u, D] share of the REO fed
+        feed = feed / np.maximum(feed.sum(axis=1, keepdims=True), 1e-12)
+        oxides_out = feed @ self._separation.T  # [u, E] t oxide per t REO fed
+        cash[sep] = (feed * conc_price[:, rs].T).sum(axis=1) + oxides_out @ cost[self._oxides]
+        margin[sep] = (feed * (value[:, rs] - conc_price[:, rs]).T).sum(axis=1)
+        gain[sep] = (oxides_out * (yielding[self._oxides][:, rs] * top_up[:, rs]).T).sum(axis=1)
 
-        made = self.stage >= 2
-        input_cost = chain.input_cost(price) + cost[:, None]  # [P, R] cash cost of each product where made
-        sold = self.weight[made] @ plants.sales  # [u, P] t/month the unit's plants sell
-        stage_of = np.array(INVESTED_STAGES)[self.stage[made]]
-        makes = np.array(data.stage)[None, :] == stage_of[:, None]  # [u, P]
-        own = np.where(makes, sold, 0.0)  # what the unit sells of its stage, else the world's mix of it
+        made = self.stage >= INVESTED_STAGES.index(METAL)
+        rm = r[made]
+        unit_cost = chain.input_cost(price) + cost[:, None]  # [P, R] cash cost of each product where made
+        makes = self._makes[made]
+        own = np.where(makes, self.weight[made] @ plants.sales, 0.0)  # [u, P] t/month its plants sell
         mix = np.where(own.sum(axis=1, keepdims=True) > 0, own, np.where(makes, plants.sales.sum(axis=0)[None, :], 0.0))
         mix = mix / np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
-        rm = r[made]
-        cash[made] = (mix * input_cost[:, rm].T).sum(axis=1)
-        margin[made] = (mix * (price[:, rm] - input_cost[:, rm]).T).sum(axis=1)
-        return margin, cash
+        cash[made] = (mix * unit_cost[:, rm].T).sum(axis=1)
+        margin[made] = (mix * (price[:, rm] - unit_cost[:, rm]).T).sum(axis=1)
+        return Margins(margin=margin, cash=cash, top_up=gain)
 
     def unit_capacity(self, plants: Converters, nations: list) -> tuple[np.ndarray, np.ndarray]:
         """[U] t/month each unit can run now (its nation's mines of its deposit: existing,
@@ -181,53 +192,61 @@ class Investors:
         month (mined; concentrate separated; metal or magnets made)."""
         in_unit = self.weight > 0
         capacity = in_unit @ plants.capacity
-        ran = np.where(plants.separating, plants.used.sum(axis=1), plants.produced.sum(axis=1))
-        used = in_unit @ ran
+        used = in_unit @ np.where(plants.separating, plants.used.sum(axis=1), plants.produced.sum(axis=1))
         for u in np.flatnonzero(self.mines):
-            nation = nations[self.nation[u]]
-            d = self.deposit[u]
+            nation, d = nations[self.nation[u]], self.deposit[u]
             capacity[u] = nation.mine_capacity[d] + nation.project_capacity[d] + nation.invested_capacity[d]
             used[u] = nation.output[d]
         return capacity, used
 
     # --------------------------------------------------------------- decisions
-    def step(self, month: int, margin: np.ndarray, cash: np.ndarray, capacity: np.ndarray, used: np.ndarray) -> None:
-        """Update expectations with this month's ``margin`` and ``cash`` [U] USD/kg and
-        utilisation (``used`` [U] t/month run of ``capacity`` [U] t/month, each unit's
-        capacity now), abandon weak projects, commit new ones and set the records."""
-        params = self.params
+    def _floor_cover(self, online: np.ndarray, floor_end: int) -> np.ndarray:
+        """Share of the value of a project's life, from its ``online`` month and
+        discounted at the hurdle rate, that a floor running to ``floor_end`` covers: the
+        annuity factor of the years covered over that of the whole life."""
+        rate, life = self.params.hurdle_rate, self.params.life_years
+        covered = np.clip((floor_end - online) / MONTHS_PER_YEAR, 0.0, life)
+        return (1.0 - (1.0 + rate) ** -covered) / (1.0 - (1.0 + rate) ** -life)
+
+    def step(self, month: int, margins: Margins, capacity: np.ndarray, used: np.ndarray, floor_end: int) -> None:
+        """One month of decisions on this month's ``margins`` and the units' ``capacity``
+        and ``used`` [U] t/month (``unit_capacity``); ``floor_end`` is the month a price
+        floor in force ends (``month`` without one). Sets the records."""
+        params, memory = self.params, self.params.expectation_months
         utilisation = np.where(capacity > 0, used / np.maximum(capacity, 1e-12), 0.0)
         if self.expected_margin is None:
-            self.expected_margin, self.expected_cash, self.utilisation = margin.copy(), cash.copy(), utilisation
+            self.expected_margin, self.expected_cash, self.utilisation = margins.margin, margins.cash, utilisation
         else:
-            memory = params.expectation_months
-            self.expected_margin = self.expected_margin + (margin - self.expected_margin) / memory
-            self.expected_cash = self.expected_cash + (cash - self.expected_cash) / memory
+            self.expected_margin = self.expected_margin + (margins.margin - self.expected_margin) / memory
+            self.expected_cash = self.expected_cash + (margins.cash - self.expected_cash) / memory
             self.utilisation = self.utilisation + (utilisation - self.utilisation) / memory
+        unit = self.unit
         building = ~self.abandoned & (self.online > month + 1)
-        ahead = np.clip((self.online - month - 1) / np.maximum(self.lead[self.unit], 1), 0.0, 1.0)
-        weak = building & (self.expected_margin[self.unit] < ahead * self.charge[self.unit])
-        self.weak = np.where(weak, self.weak + 1, 0)
-        dropped = weak & (self.weak >= params.abandon_months)
+        ahead = np.clip((self.online - month - 1) / np.maximum(self.lead[unit], 1), 0.0, 1.0)
+        earned = margins.margin[unit] + margins.top_up[unit] * self._floor_cover(self.online, floor_end)
+        self.weak = np.where(building & (earned < ahead * self.charge[unit]), self.weak + 1, 0)
+        dropped = self.weak >= params.abandon_months
         self.abandoned = self.abandoned | dropped
         self.abandoned_now = self._by_label(self._per_unit(np.where(dropped, self.capacity, 0.0)))
-        full_cost = np.maximum(self.expected_cash + self.charge, 1e-12)
-        excess = (self.expected_margin - self.charge) / full_cost
-        share = np.clip(params.response * excess, 0.0, params.max_share_per_year)  # per year
-        share = np.where(self.utilisation >= params.min_utilisation, share, 0.0)  # idle capacity first
-        new = share / 12.0 * capacity  # t/month committed
+
+        online = month + 1 + self.lead
+        counted = np.minimum(self.expected_margin, margins.margin) + margins.top_up * self._floor_cover(online, floor_end)
+        excess = (counted - self.charge) / np.maximum(self.expected_cash + self.charge, 1e-12)
+        share = np.clip(params.response * excess, 0.0, params.max_share_per_year)  # of capacity a year
+        new = np.where(self.utilisation >= params.min_utilisation, share, 0.0) / MONTHS_PER_YEAR * capacity
         fresh = np.flatnonzero(new > 0)
-        self.unit = np.concatenate([self.unit, fresh])
+        self.unit = np.concatenate([unit, fresh])
         self.capacity = np.concatenate([self.capacity, new[fresh]])
-        self.online = np.concatenate([self.online, month + 1 + self.lead[fresh]])
+        self.online = np.concatenate([self.online, online[fresh]])
         self.abandoned = np.concatenate([self.abandoned, np.zeros(len(fresh), dtype=bool)])
         self.weak = np.concatenate([self.weak, np.zeros(len(fresh), dtype=int)])
-        self.committed = self._by_label(np.bincount(fresh, new[fresh], minlength=len(self.stage)))
+        self.committed = self._by_label(new)
         self.building = self._by_label(self._per_unit(np.where(~self.abandoned & (self.online > month + 1), self.capacity, 0.0)))
         self.running = self._by_label(self.online_capacity(month + 1))
 
+    # ------------------------------------------------------------------ capacity
     def online_capacity(self, month: int) -> np.ndarray:
-        """[U] t/month of new capacity running in ``month`` (ramped, abandoned projects not)."""
+        """[U] t/month of new capacity running in ``month`` (ramped up; abandoned projects never run)."""
         share = ramp_share(month, self.online, self.ramp[self.unit])
         return self._per_unit(np.where(self.abandoned, 0.0, self.capacity * share))
 
@@ -245,5 +264,5 @@ class Investors:
         return np.bincount(self.unit, per_project, minlength=len(self.stage))
 
     def _by_label(self, per_unit: np.ndarray) -> np.ndarray:
-        """t/yr by record label of a [U] t/month array."""
-        return np.bincount(self._label_of, 12.0 * per_unit, minlength=len(self.labels))
+        """[labels] t/yr of a [U] t/month array."""
+        return np.bincount(self._label_of, MONTHS_PER_YEAR * per_unit, minlength=len(self.labels))

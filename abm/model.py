@@ -934,8 +934,10 @@ class RareEarthModel(mesa.Model):
         invested = None
         if self.spec.investment.enabled:
             investors, plants = self.investors, self.converters
-            margin, cash = investors.margins(self.product_price, plants, self._plant_onehot, self._floor())
-            investors.step(self.month, margin, cash, *investors.unit_capacity(plants, self.nations))
+            floor = self._floor()
+            margins = investors.margins(self.product_price, plants, self._plant_onehot, floor)
+            investors.step(self.month, margins, *investors.unit_capacity(plants, self.nations),
+                           self.month if floor is None else floor.end)
             for nation, mines in zip(self.nations, investors.mine_capacity(self.month + 1), strict=True):
                 nation.invested_capacity = mines
             invested = investors.plant_capacity(self.month + 1)
@@ -947,7 +949,8 @@ class RareEarthModel(mesa.Model):
         floor = self.spec.price_floor
         if not self.programmes.floor_in_force(self.month):
             return None
-        return Floor(self.regions.index(floor.region), np.isin(self.elements, floor.elements), floor.usd_per_kg)
+        return Floor(self.regions.index(floor.region), np.isin(self.elements, floor.elements), floor.usd_per_kg,
+                     floor.start + floor.months)
 
     def _record_investment(self) -> None:
         """t/yr of new capacity by region and stage (``Investors.labels``): committed and

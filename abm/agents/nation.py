@@ -142,6 +142,13 @@ class ExportingNation(mesa.Agent):
         self._projects.append((deposit, capacity, online_month, ramp_months))
         self._commission(self.model.month)
 
+    def project_sizes(self) -> np.ndarray:
+        """[D] t REO/month of its new mines at full size (``plan``), running or not."""
+        sizes = np.zeros_like(self.mine_capacity)
+        for deposit, capacity, _, _ in self._projects:
+            sizes[deposit] += capacity
+        return sizes
+
     def _commission(self, month: int) -> None:
         self.project_capacity = np.zeros_like(self.mine_capacity)
         for deposit, capacity, online_month, ramp_months in self._projects:
