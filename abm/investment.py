@@ -1,4 +1,4 @@
-"""Private investment in new mines, separation, metal and magnet plants (docs/ODD.md §7.23).
+"""Private investment in new mines, separation, metal and magnet plants (docs/ODD.md §7.26).
 
 An investment unit is a stage of one region: the mines of one deposit type in one
 nation, or the separation, metal or magnet plants of one region. Each month investors

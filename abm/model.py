@@ -698,13 +698,11 @@ class RareEarthModel(mesa.Model):
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home for their oxides, a price floor included."""
-        floor = self.spec.price_floor
-        floor_on = self.programmes.floor_in_force(self.month)
-        covered = np.isin(self.elements, floor.elements)
+        floor = self._floor()
         for nation in self.nations:
             price = self.product_price[self._oxides, nation.region_index]
-            if floor_on and nation.code == floor.region:
-                price = np.where(covered, np.maximum(price, floor.usd_per_kg), price)
+            if floor is not None and nation.region_index == floor.region:
+                price = np.where(floor.covered, np.maximum(price, floor.usd_per_kg), price)
             nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
 
     def _convert(self) -> None:

@@ -1,5 +1,5 @@
 """Endogenous investment (issue "Export controls v2", item 6; abm/investment.py,
-docs/ODD.md §7.23): a sustained export premium brings new capacity outside China after
+docs/ODD.md §7.26): a sustained export premium brings new capacity outside China after
 its lead time, a price floor raises non-China output, a premium that collapses during
 construction abandons projects, private projects cost the government nothing, and mass
 still balances with new capacity running."""
