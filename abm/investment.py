@@ -121,7 +121,12 @@ class Investors:
         in_unit = (plants.stage[None, :] == stage_name[:, None]) & (plants.region[None, :] == self.region[:, None])
         weight = np.where(in_unit & ~self.mines[:, None], size[None, :], 0.0)
         self.weight = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)  # [U, K]
-        self._makes = np.array(data.stage)[None, :] == stage_name[:, None]  # [U, P] products of the unit's stage
+        self._sep, self._made = self.stage == INVESTED_STAGES.index(SEPARATION), self.stage >= INVESTED_STAGES.index(METAL)
+        self._makes = (np.array(data.stage)[None, :] == stage_name[:, None])[self._made]  # [u, P] made units' products
+        feed = self.weight[self._sep] @ plants.feed_share[:, self._concentrates]  # [u, D] share of the REO fed
+        self._feed = feed / np.maximum(feed.sum(axis=1, keepdims=True), 1e-12)
+        self._oxides_out = self._feed @ self._separation.T  # [u, E] t oxide per t REO fed
+        self._in_unit = self.weight > 0  # [U, K]
         self._n_nations, self._n_deposits = len(nations), len(self._concentrates)
         self.lead = np.array([data.lead_months[s] for s in stage_name], dtype=int)
         self.ramp = np.array([data.ramp_months[s] for s in stage_name], dtype=int)
@@ -142,6 +147,7 @@ class Investors:
         self.weak = np.zeros(0, dtype=int)
         zeros = np.zeros(len(self.labels))
         self.committed, self.abandoned_now, self.building, self.running = zeros, zeros, zeros, zeros
+        self.next_capacity = np.zeros(len(self.stage))  # [U] t/month of new capacity running next month
 
     # ------------------------------------------------------------------ margins
     def margins(self, price: np.ndarray, plants: Converters, region_onehot: np.ndarray, floor: Floor | None) -> Margins:
@@ -149,7 +155,8 @@ class Investors:
         prices): a mine's concentrate less its mining cost; a separator's oxides (those
         its region's plants yield, ``Chain.willingness_to_pay``) less their separation
         cost and its feed; a metal or magnet maker's output less its inputs and
-        conversion cost, over the mix its plants sell (the world's where they sell none)."""
+        conversion cost, over the mix its plants sell (the world's where they sell none).
+        A floor's top-up is zero without ``floor``."""
         chain, cost = self.chain, self.chain.data.conversion_cost
         oxide_price = price[self._oxides]  # [E, R]
         top_up = np.zeros_like(oxide_price)  # [E, R] USD/kg a floor adds
@@ -162,23 +169,20 @@ class Investors:
         conc = self._concentrates[self.deposit[m]]
         cash[m] = cost[conc]
         margin[m] = price[conc, r[m]] - cost[conc]
-        gain[m] = (self._separation.T @ top_up)[self.deposit[m], r[m]]
+        if floor is not None:
+            gain[m] = (self._separation.T @ top_up)[self.deposit[m], r[m]]
 
-        sep = self.stage == INVESTED_STAGES.index(SEPARATION)
-        rs = r[sep]
+        sep, rs = self._sep, r[self._sep]
         yielding = plants.yielding_share(region_onehot)  # [P, R]
-        value = chain.willingness_to_pay(price, yielding=yielding)[self._concentrates]  # [D, R]
-        feed = self.weight[sep] @ plants.feed_share[:, self._concentrates]  # [u, D] share of the REO fed
-        feed = feed / np.maximum(feed.sum(axis=1, keepdims=True), 1e-12)
-        oxides_out = feed @ self._separation.T  # [u, E] t oxide per t REO fed
-        cash[sep] = (feed * conc_price[:, rs].T).sum(axis=1) + oxides_out @ cost[self._oxides]
+        value = chain.concentrate_value(price, yielding)  # [D, R]
+        feed = self._feed
+        cash[sep] = (feed * conc_price[:, rs].T).sum(axis=1) + self._oxides_out @ cost[self._oxides]
         margin[sep] = (feed * (value[:, rs] - conc_price[:, rs]).T).sum(axis=1)
-        gain[sep] = (oxides_out * (yielding[self._oxides][:, rs] * top_up[:, rs]).T).sum(axis=1)
+        if floor is not None:
+            gain[sep] = (self._oxides_out * (yielding[self._oxides][:, rs] * top_up[:, rs]).T).sum(axis=1)
 
-        made = self.stage >= INVESTED_STAGES.index(METAL)
-        rm = r[made]
+        made, rm, makes = self._made, r[self._made], self._makes
         unit_cost = chain.input_cost(price) + cost[:, None]  # [P, R] cash cost of each product where made
-        makes = self._makes[made]
         own = np.where(makes, self.weight[made] @ plants.sales, 0.0)  # [u, P] t/month its plants sell
         mix = np.where(own.sum(axis=1, keepdims=True) > 0, own, np.where(makes, plants.sales.sum(axis=0)[None, :], 0.0))
         mix = mix / np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
@@ -190,13 +194,12 @@ class Investors:
         """[U] t/month each unit can run now (its nation's mines of its deposit: existing,
         projects and investment; or its plants' capacity) and [U] t/month it ran this
         month (mined; concentrate separated; metal or magnets made)."""
-        in_unit = self.weight > 0
-        capacity = in_unit @ plants.capacity
-        used = in_unit @ np.where(plants.separating, plants.used.sum(axis=1), plants.produced.sum(axis=1))
-        for u in np.flatnonzero(self.mines):
-            nation, d = nations[self.nation[u]], self.deposit[u]
-            capacity[u] = nation.mine_capacity[d] + nation.project_capacity[d] + nation.invested_capacity[d]
-            used[u] = nation.output[d]
+        capacity = self._in_unit @ plants.capacity
+        used = self._in_unit @ np.where(plants.separating, plants.used.sum(axis=1), plants.produced.sum(axis=1))
+        mines = np.array([n.mine_capacity + n.project_capacity + n.invested_capacity for n in nations])  # [X, D]
+        output = np.array([n.output for n in nations])
+        at = (self.nation[self.mines], self.deposit[self.mines])
+        capacity[self.mines], used[self.mines] = mines[at], output[at]
         return capacity, used
 
     # --------------------------------------------------------------- decisions
@@ -223,26 +226,32 @@ class Investors:
         unit = self.unit
         building = ~self.abandoned & (self.online > month + 1)
         ahead = np.clip((self.online - month - 1) / np.maximum(self.lead[unit], 1), 0.0, 1.0)
-        earned = margins.margin[unit] + margins.top_up[unit] * self._floor_cover(self.online, floor_end)
+        earned = margins.margin[unit]
+        if margins.top_up.any():
+            earned = earned + margins.top_up[unit] * self._floor_cover(self.online, floor_end)
         self.weak = np.where(building & (earned < ahead * self.charge[unit]), self.weak + 1, 0)
         dropped = self.weak >= params.abandon_months
         self.abandoned = self.abandoned | dropped
         self.abandoned_now = self._by_label(self._per_unit(np.where(dropped, self.capacity, 0.0)))
 
         online = month + 1 + self.lead
-        counted = np.minimum(self.expected_margin, margins.margin) + margins.top_up * self._floor_cover(online, floor_end)
+        counted = np.minimum(self.expected_margin, margins.margin)
+        if margins.top_up.any():
+            counted = counted + margins.top_up * self._floor_cover(online, floor_end)
         excess = (counted - self.charge) / np.maximum(self.expected_cash + self.charge, 1e-12)
         share = np.clip(params.response * excess, 0.0, params.max_share_per_year)  # of capacity a year
         new = np.where(self.utilisation >= params.min_utilisation, share, 0.0) / MONTHS_PER_YEAR * capacity
         fresh = np.flatnonzero(new > 0)
-        self.unit = np.concatenate([unit, fresh])
-        self.capacity = np.concatenate([self.capacity, new[fresh]])
-        self.online = np.concatenate([self.online, online[fresh]])
-        self.abandoned = np.concatenate([self.abandoned, np.zeros(len(fresh), dtype=bool)])
-        self.weak = np.concatenate([self.weak, np.zeros(len(fresh), dtype=int)])
+        if len(fresh):
+            self.unit = np.concatenate([unit, fresh])
+            self.capacity = np.concatenate([self.capacity, new[fresh]])
+            self.online = np.concatenate([self.online, online[fresh]])
+            self.abandoned = np.concatenate([self.abandoned, np.zeros(len(fresh), dtype=bool)])
+            self.weak = np.concatenate([self.weak, np.zeros(len(fresh), dtype=int)])
         self.committed = self._by_label(new)
         self.building = self._by_label(self._per_unit(np.where(~self.abandoned & (self.online > month + 1), self.capacity, 0.0)))
-        self.running = self._by_label(self.online_capacity(month + 1))
+        self.next_capacity = self.online_capacity(month + 1)
+        self.running = self._by_label(self.next_capacity)
 
     # ------------------------------------------------------------------ capacity
     def online_capacity(self, month: int) -> np.ndarray:
@@ -250,15 +259,15 @@ class Investors:
         share = ramp_share(month, self.online, self.ramp[self.unit])
         return self._per_unit(np.where(self.abandoned, 0.0, self.capacity * share))
 
-    def mine_capacity(self, month: int) -> np.ndarray:
-        """[X, D] t REO/month of new mines running in ``month``, by nation and deposit."""
+    def mine_capacity(self) -> np.ndarray:
+        """[X, D] t REO/month of new mines running next month (after ``step``), by nation and deposit."""
         out = np.zeros((self._n_nations, self._n_deposits))
-        np.add.at(out, (self.nation[self.mines], self.deposit[self.mines]), self.online_capacity(month)[self.mines])
+        out[self.nation[self.mines], self.deposit[self.mines]] = self.next_capacity[self.mines]
         return out
 
-    def plant_capacity(self, month: int) -> np.ndarray:
-        """[K] t/month of new capacity running in ``month`` at each plant."""
-        return self.online_capacity(month) @ self.weight
+    def plant_capacity(self) -> np.ndarray:
+        """[K] t/month of new capacity running next month (after ``step``) at each plant."""
+        return self.next_capacity @ self.weight
 
     def _per_unit(self, per_project: np.ndarray) -> np.ndarray:
         return np.bincount(self.unit, per_project, minlength=len(self.stage))

@@ -936,9 +936,9 @@ class RareEarthModel(mesa.Model):
             margins = investors.margins(self.product_price, plants, self._plant_onehot, floor)
             investors.step(self.month, margins, *investors.unit_capacity(plants, self.nations),
                            self.month if floor is None else floor.end)
-            for nation, mines in zip(self.nations, investors.mine_capacity(self.month + 1), strict=True):
+            for nation, mines in zip(self.nations, investors.mine_capacity(), strict=True):
                 nation.invested_capacity = mines
-            invested = investors.plant_capacity(self.month + 1)
+            invested = investors.plant_capacity()
             self._record_investment()
         self.converters.grow(factor, self.month + 1, invested)
 
