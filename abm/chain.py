@@ -76,11 +76,7 @@ class Chain:
         longer pays for the other inputs. At reference prices every input's willingness
         to pay is its reference price (every stage's margin is its cost)."""
         data, value = self.data, np.zeros_like(price)
-        oxides, concentrates = self.stage_index("oxide"), self.stage_index("concentrate")
-        margin = price[oxides] - data.conversion_cost[oxides, None]
-        if yielding is not None:
-            margin = margin * yielding[oxides]
-        value[concentrates] = data.separation[np.ix_(oxides, concentrates)].T @ margin
+        value[self.stage_index("concentrate")] = self.concentrate_value(price, yielding)
         made = np.concatenate([self.stage_index("metal"), self.stage_index("magnet")])
         recipe = data.recipe[made]  # [M, P] t of input per t of output
         sells_at = price if output_price is None else output_price
@@ -93,6 +89,17 @@ class Chain:
         used = uses.any(axis=0)
         value[used] = best[used]
         return np.maximum(value, 0.0)
+
+    def concentrate_value(self, price: np.ndarray, yielding: np.ndarray | None = None) -> np.ndarray:
+        """[D, R] USD/kg of REO: what each concentrate's oxides fetch at ``price`` [P, R]
+        less their separation cost, each oxide counted for the share ``yielding`` [P, R]
+        (default 1) of the region's separators that yield it (negative where the oxides
+        do not pay for their separation)."""
+        data, oxides = self.data, self.stage_index("oxide")
+        margin = price[oxides] - data.conversion_cost[oxides, None]
+        if yielding is not None:
+            margin = margin * yielding[oxides]
+        return data.separation[np.ix_(oxides, self.stage_index("concentrate"))].T @ margin
 
     def input_cost(self, price: np.ndarray) -> np.ndarray:
         """[P, ...] USD/kg of output: what the inputs of one kg of each product cost at

@@ -208,6 +208,12 @@ _CATALOGUE = (
            "to their maker; months, products and regions weighted by what each region received "
            "(abm.run.received_by_origin); receipts of untraced origin count in the total; NaN when "
            "they received none", "stage", False),
+    Metric("new_capacity_outside_exporter", "tproduct", "new capacity outside exporter",
+           "t a year of a stage's capacity (separation: t REO of concentrate it can take) that private "
+           "investment (abm.investment) has running outside the dominant exporter at the horizon", "stage", False),
+    Metric("new_mine_capacity_outside_exporter", "t", "new mine capacity outside exporter",
+           "t REO a year of mine capacity that private investment has running outside the dominant exporter at "
+           "the horizon"),
     Metric("unserved_value", "usd", "unserved value", "value at 2024 prices of the shortfall outside the exporter"),
     Metric("mean_tension", "index", "mean tension", "mean bilateral tension over pairs and months"),
     Metric("policy_cost", "usd", "policy cost", "what the policy levers cost over the run (per lever: that lever)",

@@ -29,6 +29,7 @@ from abm.clearing import Bids, Clearing, Links, Offers, clear
 from abm.counterfactual import CounterfactualExports
 from abm.data import Calibration, load_calibration, month_index
 from abm.data.chain import SupplyChain, load_supply_chain
+from abm.investment import Floor, Investors
 from abm.levers import capped_shares
 from abm.policy import evolve_tension, export_rules
 from abm.programmes import Programmes
@@ -53,9 +54,11 @@ RECORDED = (
     "price", "demand", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
     "supply_by_origin", "mined", "exports", "unofficial_exports", "spend", "policy_cost",
     "recycled", "consumed", "losses", "stocks",
+    "capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned",
 )
 # Recorded arrays without an element axis.
-WITHOUT_ELEMENT = ("tension", "policy_cost")
+WITHOUT_ELEMENT = ("tension", "policy_cost", "capacity_committed", "capacity_building", "capacity_online",
+                   "capacity_abandoned")
 # Product records, [P, R] (or [P, R, R] for flows), labelled by ``abm.run.tidy_product_series``.
 PRODUCT_RECORDED = (
     "product_price", "production", "product_received", "product_shortfall", "product_unserved", "product_flow",
@@ -207,6 +210,7 @@ class RareEarthModel(mesa.Model):
         base = base_year(calibration, self.chain, self.market.separation_yield, self.market.swarf_recovery,
                          self.converters.separated_share(data.separation)[self._oxides])
         self._start_plants(self.converters, base)
+        self.investors = Investors(self.spec, self.chain, self.converters, self.nations, self.regions)
         self._build_end_users(calibration, data, base)
         self._bought_by_end_users = self.end_users.base_need.sum(axis=0) > 0  # [P]
         self._build_recyclers()
@@ -534,6 +538,7 @@ class RareEarthModel(mesa.Model):
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
+        self._record_investment()
         self.recycled = np.zeros(n_elements)
         self.consumed = np.zeros(n_elements)
         self.losses = np.zeros(n_elements)
@@ -700,13 +705,11 @@ class RareEarthModel(mesa.Model):
 
     def _produce(self) -> None:
         """Mines run on the price producers get at home for their oxides, a price floor included."""
-        floor = self.spec.price_floor
-        floor_on = self.programmes.floor_in_force(self.month)
-        covered = np.isin(self.elements, floor.elements)
+        floor = self._floor()
         for nation in self.nations:
             price = self.product_price[self._oxides, nation.region_index]
-            if floor_on and nation.code == floor.region:
-                price = np.where(covered, np.maximum(price, floor.usd_per_kg), price)
+            if floor is not None and nation.region_index == floor.region:
+                price = np.where(floor.covered, np.maximum(price, floor.usd_per_kg), price)
             nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
 
     def _convert(self) -> None:
@@ -942,10 +945,38 @@ class RareEarthModel(mesa.Model):
         self.restricted = np.einsum("pab,pe->eab", closed.astype(float), (self.chain.content > 0).astype(float)) > 0
 
     def _invest(self) -> None:
-        """Existing capacity grows at the trend rate; planned plants follow their ramp."""
+        """Existing capacity grows at the trend rate; planned plants follow their ramp;
+        private investors commit, build and abandon new capacity (``abm.investment``)
+        and what they built runs from next month."""
         factor = (1.0 + self.market.capacity_growth_per_year) ** (1.0 / 12.0)
         self.nations.do("grow", factor)
-        self.converters.grow(factor, self.month + 1)
+        invested = None
+        if self.spec.investment.enabled:
+            investors, plants = self.investors, self.converters
+            floor = self._floor()
+            margins = investors.margins(self.product_price, plants, self._plant_onehot, floor)
+            investors.step(self.month, margins, *investors.unit_capacity(plants, self.nations),
+                           self.month if floor is None else floor.end)
+            for nation, mines in zip(self.nations, investors.mine_capacity(), strict=True):
+                nation.invested_capacity = mines
+            invested = investors.plant_capacity()
+            self._record_investment()
+        self.converters.grow(factor, self.month + 1, invested)
+
+    def _floor(self) -> Floor | None:
+        """This month's price floor, if one is in force."""
+        floor = self.spec.price_floor
+        if not self.programmes.floor_in_force(self.month):
+            return None
+        return Floor(self.regions.index(floor.region), np.isin(self.elements, floor.elements), floor.usd_per_kg,
+                     floor.start + floor.months)
+
+    def _record_investment(self) -> None:
+        """t/yr of new capacity by region and stage (``Investors.labels``): committed and
+        abandoned this month, under construction, running."""
+        investors = self.investors
+        self.capacity_committed, self.capacity_building = investors.committed, investors.building
+        self.capacity_online, self.capacity_abandoned = investors.running, investors.abandoned_now
 
     # --------------------------------------------------------------- records
     def _element_need_by_region(self, per_user: np.ndarray) -> np.ndarray:
@@ -1042,4 +1073,6 @@ class RareEarthModel(mesa.Model):
             "consumed": (ALL,),
             "losses": (ALL,),
             "stocks": (ALL,),
+            **dict.fromkeys(("capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned"),
+                            self.investors.labels),
         }

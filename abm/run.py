@@ -296,10 +296,11 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     effective number of suppliers, share from the exporter). Per stage (suffix
     ``_oxide``, ``_metal``, ``_magnet``): the share of what the importing regions outside
     the exporter received of the stage's products that was made in the exporter (from
-    ``received_by_origin``, the regions together). Without suffix: the same service
-    figures for all elements weighted by their 2024 value, the shortfall outside the
-    exporter at magnet users and at the other end uses (t of product, ``_shortfall_by_use``),
-    and policy costs.
+    ``received_by_origin``, the regions together), and the new capacity private
+    investment has running outside the exporter at the horizon (t/yr). Without suffix:
+    the same service figures for all elements weighted by their 2024 value, the new mine
+    capacity outside the exporter, the shortfall outside the exporter at magnet users and
+    at the other end uses (t of product, ``_shortfall_by_use``), and policy costs.
     """
     recorded = model.datacollector.model_vars
     price = np.asarray(recorded["price"])  # [T, E, Z]
@@ -342,6 +343,10 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
         put("supply_made_in_exporter_fraction", (
             got[model.regions.index(exporter)] / got.sum() if got.sum() > 0 else np.nan
         ), name)
+    new = _new_capacity_outside(model, exporter)
+    for name in STAGES:
+        put("new_capacity_outside_exporter_tproduct", new.get(name, 0.0), name)
+    put("new_mine_capacity_outside_exporter_t", new.get("concentrate", 0.0))
     magnets, others = _shortfall_by_use(model, importers_outside)
     put("magnet_user_shortfall_outside_exporter_tproduct", magnets)
     put("other_end_use_shortfall_outside_exporter_tproduct", others)
@@ -355,6 +360,18 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     for k, lever in enumerate(model.programmes.names):
         put("policy_cost_usd", policy_cost[:, k].sum(), lever)
     return {name: metrics[name] for name in metric_names(model.elements, model.programmes.names)}
+
+
+def _new_capacity_outside(model: RareEarthModel, exporter: str) -> dict[str, float]:
+    """t/yr of new capacity running at the horizon outside ``exporter``, by stage
+    (``capacity_online`` of the last step, labelled "region:stage")."""
+    online = np.asarray(model.datacollector.model_vars["capacity_online"][-1], dtype=float)
+    total: dict[str, float] = {}
+    for label, value in zip(model.investors.labels, online, strict=True):
+        region, stage = label.split(":")
+        if region != exporter:
+            total[stage] = total.get(stage, 0.0) + float(value)
+    return total
 
 
 def _shortfall_by_use(model: RareEarthModel, regions: list[int]) -> tuple[float, float]:

@@ -25,12 +25,12 @@ from abm.levers import (
 )
 from abm.schema import (
     DEPOSIT, ELEMENT_LIST, ELEMENTS, MONTHS, NON_NEGATIVE, NOT_SHOWN, PRODUCER, REGION, REGION_LIST, REGIONS, SHARE,
-    TONNES_PER_YEAR, ScenarioError, at_most, between, build, checked, csv_default, members, months_from, one_of,
+    TONNES_PER_YEAR, USD, ScenarioError, at_most, between, build, checked, csv_default, members, months_from, one_of,
     optional,
     plain_name, spec,
 )
 
-__all__ = ["Event", "MarketParameters", "Scenario", "ScenarioError", "Shock", "TensionParameters", "load_scenario"]
+__all__ = ["Event", "InvestmentParameters", "MarketParameters", "Scenario", "ScenarioError", "Shock", "TensionParameters", "load_scenario"]
 
 EVENT_KINDS = ("quota", "ban", "outage", "export_tax", "licence")
 # The keys every event has, and those only some kinds use (abm.policy.export_rules).
@@ -98,6 +98,28 @@ class MarketParameters:
         "(market.holdback and market.choke_ratio set how fast prices move, the cost floor of abm/data/stages.csv "
         "how low they go)",
     )
+
+
+@dataclass(frozen=True)
+class InvestmentParameters:
+    """Private investment in new mines and plants (``abm.investment``): investors commit
+    where the price they expect exceeds full cost (cash cost plus the capex annuity at
+    ``hurdle_rate`` over ``life_years``), build for the stage's lead time
+    (abm/data/stages.csv) and abandon a project after ``abandon_months`` months in
+    which the price covers neither its cash cost nor the capex still to spend. Mines'
+    and separation plants' capex is ``domestic_mining.capex_usd_per_t_per_year`` and
+    ``refining.capex_usd_per_t_per_year`` (one source for private and public builds)."""
+
+    enabled: bool = True
+    hurdle_rate: float = csv_default("investment", "hurdle_rate", between(1e-6, 1.0))
+    life_years: float = csv_default("investment", "life_years", between(1.0, 100.0))
+    expectation_months: float = csv_default("investment", "expectation_months", months_from(1.0))
+    response: float = csv_default("investment", "response", between(0.0, 100.0))
+    max_share_per_year: float = csv_default("investment", "max_share_per_year", SHARE)
+    abandon_months: int = csv_default("investment", "abandon_months", months_from(1))
+    min_utilisation: float = csv_default("investment", "min_utilisation", SHARE)
+    metal_capex_usd_per_t_per_year: float = csv_default("investment", "metal_capex_usd_per_t_per_year", USD)
+    magnet_capex_usd_per_t_per_year: float = csv_default("investment", "magnet_capex_usd_per_t_per_year", USD)
 
 
 @dataclass(frozen=True)
@@ -188,6 +210,7 @@ class Scenario:
     start_year: int = spec(between(1900, 2200), default=2025)
     horizon_months: int = spec(months_from(1), default=240)
     market: MarketParameters = field(default_factory=MarketParameters)
+    investment: InvestmentParameters = field(default_factory=InvestmentParameters)
     tension: TensionParameters = field(default_factory=TensionParameters)
     shock: Shock = field(default_factory=Shock)
     events: tuple[Event, ...] = ()
@@ -291,7 +314,7 @@ KEYWORD_PATHS: dict[str, tuple[str | None, str]] = {
     **LEVER_KEYWORDS,
 }
 _SECTIONS: dict[str, type] = {
-    "market": MarketParameters, "tension": TensionParameters, "shock": Shock, **LEVER_SECTIONS,
+    "market": MarketParameters, "investment": InvestmentParameters, "tension": TensionParameters, "shock": Shock, **LEVER_SECTIONS,
 }
 
 

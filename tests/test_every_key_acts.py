@@ -1,5 +1,6 @@
-"""Every key an event or the shock accepts changes the run, or is refused (issue
-"Export controls v2", item 3): one table, every kind x key, checked for completeness.
+"""Every key an event, the shock or the [investment] section accepts changes the run, or
+is refused (issue "Export controls v2", items 3 and 6): one table, every kind x key,
+checked for completeness.
 The table's events start at month 0, where a restriction is standing policy and
 announces nothing, so an announcement's tension cannot hide a key that does nothing."""
 
@@ -13,7 +14,7 @@ from abm import RareEarthModel
 from abm.batch.experiment import experiment_from_dict
 from abm.batch.plan import plan_runs
 from abm.scenario import (
-    EVENT_COMMON_KEYS, EVENT_KEYS, Event, ScenarioError, Shock, scenario_from_dict, setting_type, setting_value,
+    EVENT_COMMON_KEYS, EVENT_KEYS, Event, InvestmentParameters, ScenarioError, Shock, scenario_from_dict, setting_type, setting_value,
 )
 from tests.conftest import EXPERIMENTS
 
@@ -143,3 +144,43 @@ def test_keys_that_would_change_nothing_are_refused(table, key):
     with pytest.raises(ScenarioError) as raised:
         scenario_from_dict({"horizon_months": 24, **table})
     assert raised.value.key == key
+
+
+# [investment] (abm/investment.py): China licences its metal and magnet exports for two
+# years, so makers outside China see margins (at a lower utilisation gate than the
+# default, which their short inputs keep them under) and mines and separators invest;
+# the fingerprint holds the capacity records too (an abandoned project changes no price).
+INVESTMENT_EVENTS = [dict(kind="licence", nation="CN", start=0, months=24, approval_share=0.2, delay_months=1,
+                          stages=["metal", "magnet"])]
+INVESTMENT_BASE = dict(min_utilisation=0.4)
+INVESTMENT_VARIANTS = dict(
+    enabled=False, hurdle_rate=0.15, life_years=30.0, expectation_months=12.0, response=1.0, max_share_per_year=0.2,
+    abandon_months=6, min_utilisation=0.7, metal_capex_usd_per_t_per_year=20000.0,
+    magnet_capex_usd_per_t_per_year=40000.0,
+)
+INVESTMENT_RECORDS = ("capacity_committed", "capacity_building", "capacity_abandoned", "capacity_online")
+
+
+def _investment_fingerprint(investment: dict) -> np.ndarray:
+    scenario = scenario_from_dict({"horizon_months": 60, "events": INVESTMENT_EVENTS, "investment": investment})
+    model = RareEarthModel(rng=5, scenario=scenario)
+    rows = []
+    while model.running:
+        model.step()
+        rows.append(np.concatenate([model.product_price.ravel(), *(getattr(model, name) for name in INVESTMENT_RECORDS)]))
+    return np.array(rows)
+
+
+def test_the_investment_table_covers_every_key():
+    assert set(INVESTMENT_VARIANTS) == {f.name for f in dataclasses.fields(InvestmentParameters)}
+
+
+@pytest.fixture(scope="module")
+def investment_base():
+    return _investment_fingerprint(INVESTMENT_BASE)
+
+
+@pytest.mark.parametrize("key, value", list(INVESTMENT_VARIANTS.items()), ids=list(INVESTMENT_VARIANTS))
+def test_every_investment_key_changes_the_run(investment_base, key, value):
+    varied = _investment_fingerprint({**INVESTMENT_BASE, key: value})
+    assert not np.array_equal(varied, investment_base), f"investment.{key} = {value!r} changed nothing"

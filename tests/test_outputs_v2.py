@@ -20,7 +20,8 @@ from tests.test_cli import ree
 # A short run with a deep quota cut: end users outside China go short of magnets and oxides.
 SHORT = {"horizon_months": 18, "shock_start": 2, "quota_cut": 0.9}
 NEW_METRICS = [
-    *(f"supply_made_in_exporter_fraction_{stage}" for stage in ("oxide", "metal", "magnet")),
+    *(f"{metric}_{stage}" for stage in ("oxide", "metal", "magnet")
+      for metric in ("supply_made_in_exporter_fraction", "new_capacity_outside_exporter_tproduct")),
     "magnet_user_shortfall_outside_exporter_tproduct", "other_end_use_shortfall_outside_exporter_tproduct",
 ]
 

@@ -77,7 +77,10 @@ class Converters:
         self.planned_capacity = np.where(planned, installed, 0.0)
         self.online = np.array([p.online if p.online is not None else 0 for p in plants], dtype=int)
         self.ramp_months = np.array([p.ramp_months for p in plants], dtype=int)
-        self.capacity = np.where(planned, self.planned_capacity * ramp_share(0, self.online, self.ramp_months), installed)
+        # t/month: a plant's own capacity (trend growth or its project's ramp) and what investment adds to it
+        self.built = np.where(planned, self.planned_capacity * ramp_share(0, self.online, self.ramp_months), installed)
+        self.invested = np.zeros(len(plants))
+        self.capacity = self.built.copy()
         self.makes = np.zeros((len(plants), n_products), dtype=bool)  # [K, P] products it can make
         for stage, products in stage_products.items():
             self.makes[np.ix_(self.stage == stage, products)] = True
@@ -176,11 +179,15 @@ class Converters:
         self.bought = bought
         self.inputs = self.inputs + bought
 
-    def grow(self, monthly_factor: float, next_month: int) -> None:
-        """Next month's capacity: trend growth of existing plants, a planned plant's ramp;
+    def grow(self, monthly_factor: float, next_month: int, invested: np.ndarray | None = None) -> None:
+        """Next month's capacity: trend growth of existing plants, a planned plant's ramp,
+        plus ``invested`` [K] t/month of private investment running (``abm.investment``);
         and the oxides each separation plant yields next month."""
         ramped = self.planned_capacity * ramp_share(next_month, self.online, self.ramp_months)
-        self.capacity = np.where(self.planned, ramped, self.capacity * monthly_factor)
+        self.built = np.where(self.planned, ramped, self.built * monthly_factor)
+        if invested is not None:
+            self.invested = invested
+        self.capacity = self.built + self.invested
         self.yielding = self.yields_from <= next_month
 
     def yielding_share(self, region_onehot: np.ndarray) -> np.ndarray:

@@ -70,6 +70,7 @@ class ExportingNation(mesa.Agent):
         self.output = np.zeros(len(self.mine_capacity))  # [D] t REO of concentrate mined this month
         self.concentrate = np.zeros(len(self.mine_capacity))  # [D] t REO of concentrate unsold
         self.project_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of new mines running
+        self.invested_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of private investment running
         self._projects: list[tuple[int, float, int, int]] = []  # deposit, t / month, online, ramp
 
     def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
@@ -77,7 +78,7 @@ class ExportingNation(mesa.Agent):
         ``outage`` [D] is the share of each deposit type's output lost."""
         value_ratio = (self.basket @ domestic_price) / self._reference_basket_value
         utilisation = np.minimum(1.0, value_ratio**supply_elasticity)
-        self.output = (self.mine_capacity + self.project_capacity) * utilisation * (1.0 - outage)
+        self.output = (self.mine_capacity + self.project_capacity + self.invested_capacity) * utilisation * (1.0 - outage)
         self.mined = self.output @ self.basket
         self.concentrate = self.concentrate + self.output
 
@@ -141,13 +142,21 @@ class ExportingNation(mesa.Agent):
         self._projects.append((deposit, capacity, online_month, ramp_months))
         self._commission(self.model.month)
 
+    def project_sizes(self) -> np.ndarray:
+        """[D] t REO/month of its new mines at full size (``plan``), running or not."""
+        sizes = np.zeros_like(self.mine_capacity)
+        for deposit, capacity, _, _ in self._projects:
+            sizes[deposit] += capacity
+        return sizes
+
     def _commission(self, month: int) -> None:
         self.project_capacity = np.zeros_like(self.mine_capacity)
         for deposit, capacity, online_month, ramp_months in self._projects:
             self.project_capacity[deposit] += capacity * ramp(month, online_month, ramp_months)
 
     def grow(self, monthly_factor: float) -> None:
-        """Set next month's capacity: trend growth of existing mines, new mines' ramp."""
+        """Set next month's capacity: trend growth of existing mines, new mines' ramp
+        (private investment's mines are set by ``abm.investment``)."""
         self.mine_capacity = self.mine_capacity * monthly_factor
         if self._projects:
             self._commission(self.model.month + 1)

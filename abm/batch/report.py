@@ -35,10 +35,11 @@ OUTCOMES = (
     "world_price_peak_ratio_Dy",
 )
 # The supply chain section: per stage, the share of importers' supply made in the
-# exporter; the shortfall at magnet users and at the other end uses (t of product).
+# exporter and the new capacity outside it; the shortfall at magnet users and at the
+# other end uses (t of product).
 SUPPLY_CHAIN_OUTCOMES = (
     *(m.name(stage) for stage in STAGES for m in METRICS.values() if m.per == "stage"),
-    *(m.name() for m in METRICS.values() if m.unit == "tproduct"),
+    *(m.name() for m in METRICS.values() if m.unit == "tproduct" and m.total),
 )
 # Outcomes whose sensitivity indices the report shows.
 SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
@@ -466,8 +467,9 @@ def _supply_chain_text(supply: pd.DataFrame) -> list[str]:
         "",
         "For the importing regions outside the dominant exporter together: the share of what their buyers "
         "(plants and end users) received of each stage's products over the run that was made in the exporter "
-        "(re-exports traced to their maker; receipts of untraced origin count in the total), and the cumulative "
-        "shortfall at magnet users (t of magnets) and at the other end uses (t of oxide). Each cell is the mean "
+        "(re-exports traced to their maker; receipts of untraced origin count in the total), the new capacity of "
+        "each stage that private investment has running outside the exporter at the horizon (t a year), and the "
+        "cumulative shortfall at magnet users (t of magnets) and at the other end uses (t of oxide). Each cell is the mean "
         "over replications and its 95 % bootstrap interval [low, high]; `supply_chain.csv` has the numbers.",
         "",
         markdown_table(cells, columns),
