@@ -6,8 +6,9 @@ buy magnets or oxides where they are (``abm.agents.end_user``), recyclers and st
 stockpiles from the calibration (``abm/data``) and a scenario, with the exporter's
 domestic supply policy (``abm.domestic_policy``: quotas, a state reserve, enforcement),
 and steps them in the order of docs/ODD.md §3: export rules and the domestic policy's
-quotas, mining, conversion, recycling, stockpile and state reserve decisions, purchase plans, clearing of every product's market at once
-(``abm.clearing``), investment, accounts, data collection.
+quotas, mining, conversion, recycling, stockpile and state reserve decisions, purchase
+plans, clearing of every product's market at once (``abm.clearing``), investment,
+accounts, data collection.
 
 Shapes use E elements, P products (``products``), R regions, X exporting nations,
 K plants, B end users. Quantities are t per month (t of product; element records t of
@@ -501,7 +502,7 @@ class RareEarthModel(mesa.Model):
             self._quota_deposits = np.flatnonzero(nation.mine_capacity > 0)
             self._policy_separators = self.converters.separating & (self.converters.region == nation.region_index)
         # Every government stock the market trades with: importers' stockpiles, the state reserve.
-        self._reserves = list(self.stockpiles) + ([self._state_reserve] if self._state_reserve is not None else [])
+        self.reserves = list(self.stockpiles) + ([self._state_reserve] if self._state_reserve is not None else [])
 
     def quota_labels(self) -> tuple[str, ...]:
         """Labels of ``production_quota``: the policy nation's mining quota of each deposit
@@ -821,7 +822,7 @@ class RareEarthModel(mesa.Model):
         return stock, np.minimum(keep, stock)
 
     def _oxide_sellers(self) -> list:
-        return list(self.recyclers) + self._reserves
+        return list(self.recyclers) + self.reserves
 
     def _cost_floor(self) -> np.ndarray:
         """[P, R] USD/kg below which sellers sell nothing: a product's own stage cost
@@ -857,7 +858,7 @@ class RareEarthModel(mesa.Model):
         user_bid = np.maximum(users.want - user_contract, 0.0)  # [B, P]
         plant_bid = plants.input_bids(self.chain.data.recipe, market.target_cover_months, market.restock_months)
         bids = user_bid.T @ self._user_onehot + plant_bid.T @ self._plant_onehot
-        for stock_agent in self._reserves:
+        for stock_agent in self.reserves:
             bids[self._oxides, stock_agent.region_index] += stock_agent.want
         shipped = deliver_licensed(np.where(licensed, self._licensed, 0.0), stock_left, cap_left, bids)
         stock_left = np.maximum(stock_left - shipped.sum(axis=2), 0.0)
@@ -932,7 +933,7 @@ class RareEarthModel(mesa.Model):
         for seller in self._oxide_sellers():
             seller.sell(sold_share[self._oxides, seller.region_index])
         plants.receive(plant_bid * fill.T[plants.region])
-        for stock_agent in self._reserves:
+        for stock_agent in self.reserves:
             stock_agent.receive(stock_agent.want * fill[self._oxides, stock_agent.region_index])
         received = user_contract + user_bid * fill.T[users.region]
         user_zone_bid = user_bid.T @ self._user_onehot  # [P, R]
@@ -1044,6 +1045,8 @@ class RareEarthModel(mesa.Model):
             return
         nation = self._policy_nation
         k = self.exporters.index(nation.code)
+        # new arrays each month: DataCollector keeps the objects it is given
+        self.state_reserve, self.reserve_purchases = np.zeros_like(self.state_reserve), np.zeros_like(self.state_reserve)
         self.state_reserve[:, k] = reserve.reserve + reserve.oxide
         self.reserve_purchases[:, k] = reserve.bought
         quotas, plants = self.supply_quotas, self.converters
@@ -1067,7 +1070,7 @@ class RareEarthModel(mesa.Model):
             held = held + nation.concentrate @ nation.basket
         for seller in self._oxide_sellers():
             held = held + seller.oxide
-        for stock in self._reserves:
+        for stock in self.reserves:
             held = held + stock.reserve
         return held
 
