@@ -3,10 +3,12 @@
 Builds exporting nations (mines and export rules), the processing plants of every stage
 (separation, metal making, magnet making: ``abm.agents.converter``), the end users that
 buy magnets or oxides where they are (``abm.agents.end_user``), recyclers and strategic
-stockpiles from the calibration (``abm/data``) and a scenario, and steps them in the
-order of docs/ODD.md §3: export rules, mining, conversion, recycling, stockpile
-decisions, purchase plans, clearing of every product's market at once
-(``abm.clearing``), investment, accounts, data collection.
+stockpiles from the calibration (``abm/data``) and a scenario, with the exporter's
+domestic supply policy (``abm.domestic_policy``: quotas, a state reserve, enforcement),
+and steps them in the order of docs/ODD.md §3: export rules and the domestic policy's
+quotas, mining, conversion, recycling, stockpile and state reserve decisions, purchase
+plans, clearing of every product's market at once (``abm.clearing``), investment,
+accounts, data collection.
 
 Shapes use E elements, P products (``products``), R regions, X exporting nations,
 K plants, B end users. Quantities are t per month (t of product; element records t of
@@ -21,7 +23,7 @@ import mesa
 import numpy as np
 from mesa.experimental.scenarios import Scenario as MesaScenario
 
-from abm.agents import Converter, EndUser, ExportingNation, Recycler, StrategicStockpile
+from abm.agents import Converter, EndUser, ExportingNation, Recycler, StateReserve, StrategicStockpile
 from abm.agents.converter import MAGNET, SEPARATION, STAGES, Converters, Plant
 from abm.agents.end_user import EndUsers, Substitutes
 from abm.chain import BaseYear, base_year, build_chain
@@ -29,6 +31,7 @@ from abm.clearing import Bids, Clearing, Links, Offers, clear
 from abm.counterfactual import CounterfactualExports
 from abm.data import Calibration, load_calibration, month_index
 from abm.data.chain import SupplyChain, load_supply_chain
+from abm.domestic_policy import SupplyQuotas, reserve_trade
 from abm.investment import Floor, Investors
 from abm.levers import capped_shares
 from abm.policy import evolve_tension, export_rules
@@ -55,10 +58,11 @@ RECORDED = (
     "supply_by_origin", "mined", "exports", "unofficial_exports", "spend", "policy_cost",
     "recycled", "consumed", "losses", "stocks",
     "capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned",
+    "production_quota", "state_reserve", "reserve_purchases",
 )
 # Recorded arrays without an element axis.
 WITHOUT_ELEMENT = ("tension", "policy_cost", "capacity_committed", "capacity_building", "capacity_online",
-                   "capacity_abandoned")
+                   "capacity_abandoned", "production_quota")
 # Product records, [P, R] (or [P, R, R] for flows), labelled by ``abm.run.tidy_product_series``.
 PRODUCT_RECORDED = (
     "product_price", "production", "product_received", "product_shortfall", "product_unserved", "product_flow",
@@ -88,6 +92,7 @@ AGENT_REPORTERS: dict[type, dict[str, object]] = {
     },
     Recycler: {"recycled_t": "recycled", "scrap_pool_t": "scrap_pool", "sold_t": "sold"},
     StrategicStockpile: {"reserve_t": "reserve", "bought_t": "bought", "sold_t": "sold"},
+    StateReserve: {"reserve_t": "reserve", "bought_t": "bought", "sold_t": "sold"},
 }
 # Agent types whose array records have a product axis (the others an element axis or none).
 PRODUCT_AGENTS = (Converter, EndUser)
@@ -215,6 +220,7 @@ class RareEarthModel(mesa.Model):
         self._bought_by_end_users = self.end_users.base_need.sum(axis=0) > 0  # [P]
         self._build_recyclers()
         self._build_stockpiles()
+        self._build_domestic_policy()
         self._init_state()
         self._spin_up()
         self.datacollector = mesa.DataCollector(
@@ -484,6 +490,33 @@ class RareEarthModel(mesa.Model):
                     StrategicStockpile(self, region, r, reserve, spec.stockpile, self.reference_price)
         self.stockpiles = self.agents_by_type.get(StrategicStockpile, [])
 
+    def _build_domestic_policy(self) -> None:
+        """The exporter's domestic supply policy (``abm.domestic_policy``), if enabled:
+        its quotas and its state reserve, which starts empty."""
+        policy = self.spec.domestic_policy
+        self.supply_quotas: SupplyQuotas | None = None
+        self._state_reserve: StateReserve | None = None
+        self._policy_elements = np.isin(self.elements, policy.elements)
+        self._policy_nation: ExportingNation | None = None
+        if policy.enabled:
+            nation = next(n for n in self.nations if n.code == policy.nation)
+            self._policy_nation = nation
+            self.supply_quotas = SupplyQuotas(policy, nation.basket, nation.mine_capacity, self.reference_price,
+                                              self._policy_elements)
+            self._state_reserve = StateReserve(self, nation.code, nation.region_index, np.zeros(len(self.elements)))
+            self._quota_deposits = np.flatnonzero(nation.mine_capacity > 0)
+            self._policy_separators = self.converters.separating & (self.converters.region == nation.region_index)
+        # Every government stock the market trades with: importers' stockpiles, the state reserve.
+        self.reserves = list(self.stockpiles) + ([self._state_reserve] if self._state_reserve is not None else [])
+
+    def quota_labels(self) -> tuple[str, ...]:
+        """Labels of ``production_quota``: the policy nation's mining quota of each deposit
+        type it mines, then its separation quota (none without a domestic policy)."""
+        if self.supply_quotas is None:
+            return ()
+        code = self._policy_nation.code
+        return tuple(f"{code} mining {self.deposits[d]}" for d in self._quota_deposits) + (f"{code} separation",)
+
     def _init_state(self) -> None:
         n_elements, n_regions, n_products = len(self.elements), len(self.regions), len(self.products)
         users = self.end_users
@@ -535,6 +568,9 @@ class RareEarthModel(mesa.Model):
         self.mined = np.zeros((n_elements, len(self.exporters)))
         self.exports = np.zeros((n_elements, len(self.exporters)))
         self.unofficial_exports = np.zeros((n_elements, len(self.exporters)))
+        self.state_reserve = np.zeros((n_elements, len(self.exporters)))
+        self.reserve_purchases = np.zeros((n_elements, len(self.exporters)))
+        self.production_quota = np.zeros(len(self.quota_labels()))
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
@@ -567,11 +603,13 @@ class RareEarthModel(mesa.Model):
 
     def _finish_month(self, rules: tuple, spin_up: bool) -> None:
         self._set_export_rules(rules, spin_up)
+        if self.supply_quotas is not None and not spin_up:
+            self._apply_domestic_policy()
         self._produce()
         self._convert()
         self.recyclers.do("recycle", self.end_users.end_of_life_scrap(self.month), self.product_price[self._oxides],
                           self.reference_price, self.spec.recycling.collection_cost_ratio)
-        self._stockpile_decisions()
+        self._stockpile_decisions(spin_up)
         self._plan_purchases(spin_up)
         self._clear_markets()
         if not spin_up:
@@ -655,6 +693,17 @@ class RareEarthModel(mesa.Model):
         covers = limited.T.astype(float) @ (content > 0)  # [X, E]
         self.quota = np.where(covers.T > 0, quota.T, np.nan)
 
+    def _apply_domestic_policy(self) -> None:
+        """The policy nation reviews its quotas on last month's domestic oxide prices;
+        its separation plants run within the separation quota; enforcement stops part
+        of the smugglers' allowance (``abm.domestic_policy``)."""
+        quotas, nation = self.supply_quotas, self._policy_nation
+        quotas.review(self.month, self.product_price[self._oxides, nation.region_index])
+        plants = self.converters
+        plants.availability = np.where(self._policy_separators, plants.availability * quotas.separation_cap(self.month),
+                                       plants.availability)
+        self._unofficial[:, self.exporters.index(nation.code)] *= 1.0 - quotas.enforcement(self.month)
+
     def _licensed_flows(self, product) -> tuple[np.ndarray, np.ndarray]:
         """What licences let each origin ship this month: [P, R] t to all destinations
         together (licences on every destination alike: an export cap the market shares
@@ -706,11 +755,13 @@ class RareEarthModel(mesa.Model):
     def _produce(self) -> None:
         """Mines run on the price producers get at home for their oxides, a price floor included."""
         floor = self._floor()
+        quotas = self.supply_quotas
         for nation in self.nations:
             price = self.product_price[self._oxides, nation.region_index]
             if floor is not None and nation.region_index == floor.region:
                 price = np.where(floor.covered, np.maximum(price, floor.usd_per_kg), price)
-            nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index])
+            cap = quotas.mine_cap(self.month) if quotas is not None and nation is self._policy_nation else None
+            nation.produce(price, self.market.supply_elasticity, self._outage[nation.region_index], cap)
 
     def _convert(self) -> None:
         """Every plant converts the inputs it holds; magnet makers' swarf goes to their
@@ -724,8 +775,15 @@ class RareEarthModel(mesa.Model):
             recycler.take_swarf(recovered[recycler.region_index])
         self._conversion_losses = lost.sum(axis=0) - recovered.sum(axis=0)
 
-    def _stockpile_decisions(self) -> None:
-        """Each strategic stockpile releases on shortage or a price spike, or refills."""
+    def _stockpile_decisions(self, spin_up: bool) -> None:
+        """Each strategic stockpile releases on shortage or a price spike, or refills; the
+        state reserve buys below its policy band and releases above it, from the policy's start."""
+        reserve, policy = self._state_reserve, self.spec.domestic_policy
+        if reserve is not None and not spin_up and self.month >= policy.start:
+            nation = self._policy_nation
+            reserve.decide(*reserve_trade(policy, self.product_price[self._oxides, nation.region_index],
+                                          self.reference_price, self._policy_elements,
+                                          nation.mine_capacity @ nation.basket))
         if not self.stockpiles:
             return
         users = self.end_users
@@ -775,7 +833,7 @@ class RareEarthModel(mesa.Model):
         return stock, np.minimum(keep, stock)
 
     def _oxide_sellers(self) -> list:
-        return list(self.recyclers) + list(self.stockpiles)
+        return list(self.recyclers) + self.reserves
 
     def _cost_floor(self) -> np.ndarray:
         """[P, R] USD/kg below which sellers sell nothing: a product's own stage cost
@@ -811,7 +869,7 @@ class RareEarthModel(mesa.Model):
         user_bid = np.maximum(users.want - user_contract, 0.0)  # [B, P]
         plant_bid = plants.input_bids(self.chain.data.recipe, market.target_cover_months, market.restock_months)
         bids = user_bid.T @ self._user_onehot + plant_bid.T @ self._plant_onehot
-        for stock_agent in self.stockpiles:
+        for stock_agent in self.reserves:
             bids[self._oxides, stock_agent.region_index] += stock_agent.want
         # Licensed shipments go to the bidders whose end use the licence does not deny.
         allowed = bids - (user_bid * self._denied_users.T).T @ self._user_onehot
@@ -899,7 +957,7 @@ class RareEarthModel(mesa.Model):
         for seller in self._oxide_sellers():
             seller.sell(sold_share[self._oxides, seller.region_index])
         plants.receive(plant_bid * fill.T[plants.region])
-        for stock_agent in self.stockpiles:
+        for stock_agent in self.reserves:
             stock_agent.receive(stock_agent.want * fill[self._oxides, stock_agent.region_index])
         received = user_contract + user_bid * np.where(self._denied_users.T, spot_fill.T[users.region],
                                                        fill.T[users.region])
@@ -1030,6 +1088,24 @@ class RareEarthModel(mesa.Model):
         self.consumed = users.consumed.sum(axis=0) @ content
         self.losses = self._conversion_losses
         self.stocks = self._total_stocks()
+        self._collect_domestic_policy()
+
+    def _collect_domestic_policy(self) -> None:
+        """The policy nation's quotas (t REO/month: mining by deposit type, separation),
+        its state reserve's stock and this month's purchases [E, X] t."""
+        reserve = self._state_reserve
+        if reserve is None:
+            return
+        nation = self._policy_nation
+        k = self.exporters.index(nation.code)
+        # new arrays each month: DataCollector keeps the objects it is given
+        self.state_reserve, self.reserve_purchases = np.zeros_like(self.state_reserve), np.zeros_like(self.state_reserve)
+        self.state_reserve[:, k] = reserve.reserve + reserve.oxide
+        self.reserve_purchases[:, k] = reserve.bought
+        quotas, plants = self.supply_quotas, self.converters
+        separation = plants.capacity[self._policy_separators].sum()
+        self.production_quota = np.append(quotas.mining[self._quota_deposits] * nation.mine_capacity[self._quota_deposits],
+                                          quotas.separation * separation)
 
     @functools.cached_property
     def _value_share(self) -> np.ndarray:
@@ -1047,7 +1123,7 @@ class RareEarthModel(mesa.Model):
             held = held + nation.concentrate @ nation.basket
         for seller in self._oxide_sellers():
             held = held + seller.oxide
-        for stock in self.stockpiles:
+        for stock in self.reserves:
             held = held + stock.reserve
         return held
 
@@ -1075,4 +1151,7 @@ class RareEarthModel(mesa.Model):
             "stocks": (ALL,),
             **dict.fromkeys(("capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned"),
                             self.investors.labels),
+            "production_quota": self.quota_labels(),
+            "state_reserve": self.exporters,
+            "reserve_purchases": self.exporters,
         }

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
 from abm.chain import COVERED_SHARE
+from abm.domestic_policy import DomesticPolicy
 from abm.data.chain import STAGES, load_supply_chain
 from abm.levers import (
     LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, Contracts, DomesticMining, Partnership, PriceFloor,
@@ -223,6 +224,7 @@ class Scenario:
     contracts: Contracts = field(default_factory=Contracts)
     agreement: Agreement = field(default_factory=Agreement)
     price_floor: PriceFloor = field(default_factory=PriceFloor)
+    domestic_policy: DomesticPolicy = field(default_factory=DomesticPolicy)
 
     def with_overrides(self, source: str = "keyword", **overrides: Any) -> "Scenario":
         """A copy with model keywords applied (``quota_cut``, ``stockpile_months``, ...),
@@ -314,7 +316,8 @@ KEYWORD_PATHS: dict[str, tuple[str | None, str]] = {
     **LEVER_KEYWORDS,
 }
 _SECTIONS: dict[str, type] = {
-    "market": MarketParameters, "investment": InvestmentParameters, "tension": TensionParameters, "shock": Shock, **LEVER_SECTIONS,
+    "market": MarketParameters, "investment": InvestmentParameters, "tension": TensionParameters, "shock": Shock,
+    **LEVER_SECTIONS, "domestic_policy": DomesticPolicy,
 }
 
 
@@ -355,6 +358,7 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
                 source, "tension.pairs", pair, f"a pair whose second region mines or separates ({', '.join(producers)})"
             )
     _check_shock(scenario, source)
+    _check_domestic_policy(scenario, source)
     for index, event in enumerate(scenario.events):
         _check_event(scenario, event, f"events[{index}].", source)
     substitution = scenario.substitution
@@ -363,6 +367,23 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
             source, "substitution.lead_months_max", substitution.lead_months_max,
             f"a number >= substitution.lead_months_min ({substitution.lead_months_min})",
         )
+
+
+def _check_domestic_policy(scenario: Scenario, source: str | Path) -> None:
+    """A domestic supply policy acts on a nation that mines and separates, with a band."""
+    policy = scenario.domestic_policy
+    if not policy.enabled:
+        return
+    mining = {n for n, _, _ in load_calibration(scenario.base_year).mines}
+    if policy.nation not in mining or policy.nation not in separating_regions(scenario):
+        raise ScenarioError(source, "domestic_policy.nation", policy.nation,
+                            f"a region that mines and separates in base year {scenario.base_year} "
+                            f"({', '.join(r for r in separating_regions(scenario) if r in mining)})")
+    if not policy.elements:
+        raise ScenarioError(source, "domestic_policy.elements", [], "at least one element for a domestic policy")
+    if policy.band_high <= policy.band_low:
+        raise ScenarioError(source, "domestic_policy.band_high", policy.band_high,
+                            f"a number > domestic_policy.band_low ({policy.band_low:g})")
 
 
 def separating_regions(scenario: Scenario) -> tuple[str, ...]:
@@ -607,6 +628,10 @@ def scenario_from_dict(table: Mapping[str, Any], source: str | Path = "<dict>") 
     for index, event in enumerate(scenario.events):
         if event.start >= scenario.horizon_months:
             raise ScenarioError(source, f"events[{index}].start", event.start, _before_the_end(scenario))
+    policy = scenario.domestic_policy
+    for key in ("start", "enforcement_start"):
+        if policy.enabled and getattr(policy, key) >= scenario.horizon_months:
+            raise ScenarioError(source, f"domestic_policy.{key}", getattr(policy, key), _before_the_end(scenario))
     return scenario
 
 

@@ -13,6 +13,7 @@ import pytest
 from abm import RareEarthModel
 from abm.batch.experiment import experiment_from_dict
 from abm.batch.plan import plan_runs
+from abm.domestic_policy import DomesticPolicy
 from abm.scenario import (
     EVENT_COMMON_KEYS, EVENT_KEYS, Event, InvestmentParameters, ScenarioError, Shock, scenario_from_dict, setting_type, setting_value,
 )
@@ -184,3 +185,25 @@ def investment_base():
 def test_every_investment_key_changes_the_run(investment_base, key, value):
     varied = _investment_fingerprint({**INVESTMENT_BASE, key: value})
     assert not np.array_equal(varied, investment_base), f"investment.{key} = {value!r} changed nothing"
+# The exporter's domestic supply policy (abm.domestic_policy): a Dy/Tb cut from month 0
+# gives it a glut to answer; smugglers give enforcement something to stop.
+POLICY_BASE = {
+    "events": [dict(kind="quota", nation="CN", start=0, months=HORIZON, cut=0.5, elements=["Dy", "Tb"])],
+    "market": {"smuggling_share": 0.2},
+    "domestic_policy": dict(review_months=2, band_low=0.95, band_high=1.2),
+}
+POLICY_VARIANTS = dict(
+    enabled=False, nation="US", elements=["Dy"], start=3, band_low=0.9, band_high=1.0, review_months=3,
+    quota_step=0.2, min_quota_share=0.95, reserve_response=3.0, reserve_usd_per_year=1e6, enforcement=0.5,
+    enforcement_start=4,
+)
+
+
+def test_the_policy_table_covers_every_key():
+    assert set(POLICY_VARIANTS) == {f.name for f in dataclasses.fields(DomesticPolicy)}
+
+
+@pytest.mark.parametrize("key, value", list(POLICY_VARIANTS.items()), ids=list(POLICY_VARIANTS))
+def test_every_domestic_policy_key_changes_the_run(key, value):
+    varied = {**POLICY_BASE, "domestic_policy": {**POLICY_BASE["domestic_policy"], key: value}}
+    assert not np.array_equal(_fingerprint(varied), _fingerprint(POLICY_BASE)), f"domestic_policy.{key} changed nothing"

@@ -181,7 +181,8 @@ def test_tidy_agent_series_adds_up_to_the_model_records():
     columns = ["step", "agent_type", "agent_id", "region", "sector", "variable", "element", "product", "value"]
     assert list(agents.columns) == columns
     assert set(agents["step"]) == set(range(13))
-    assert set(agents["agent_type"]) == {"ExportingNation", "Converter", "EndUser", "Recycler", "StrategicStockpile"}
+    assert set(agents["agent_type"]) == {"ExportingNation", "Converter", "EndUser", "Recycler", "StrategicStockpile",
+                                         "StateReserve"}
     series, products = tidy_series(model), tidy_product_series(model)
 
     def model_total(table, variable, item):
@@ -198,6 +199,8 @@ def test_tidy_agent_series_adds_up_to_the_model_records():
     for agent_variable, variable in (("mined_t", "mined"), ("exports_t", "exports"), ("recycled_t", "recycled")):
         assert agent_total(agent_variable, "element").to_numpy() == pytest.approx(
             model_total(series, variable, "element").to_numpy()), variable
+    assert agent_total("bought_t", "element", "StateReserve").to_numpy() == pytest.approx(
+        model_total(series, "reserve_purchases", "element").to_numpy())
     assert agent_total("shortfall_t", "product").to_numpy() == pytest.approx(
         model_total(products, "shortfall", "product").to_numpy())
     made = agent_total("produced_t", "product", "Converter")

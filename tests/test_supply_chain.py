@@ -289,7 +289,7 @@ def test_a_magnet_maker_short_of_dy_cuts_its_nd_use_in_proportion_to_dy_grades()
 
 def test_what_a_region_received_is_what_its_buyers_got():
     """``product_received`` (sales at home plus imports) is, region by region and product
-    by product, what its end users, plants and stockpiles took in that month."""
+    by product, what its end users, plants, stockpiles and state reserve took in that month."""
     model = RareEarthModel(rng=8, scenario=_calm(horizon_months=14, shock=Shock(quota_cut=0.4, start=4, months=8),
                                                  stockpile=dataclasses.replace(Scenario().stockpile, months=2.0)))
     users, plants = model.end_users, model.converters
@@ -298,6 +298,6 @@ def test_what_a_region_received_is_what_its_buyers_got():
         got = np.zeros_like(model.product_received)
         np.add.at(got.T, users.region, users.received)
         np.add.at(got.T, plants.region, plants.bought)
-        for stock in model.stockpiles:
+        for stock in model.reserves:  # the stockpiles and China's state reserve
             got[model.chain.stage_index("oxide"), stock.region_index] += stock.bought
         assert model.product_received == pytest.approx(got, rel=1e-9, abs=1e-9)

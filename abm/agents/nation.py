@@ -14,7 +14,9 @@ class ExportingNation(mesa.Agent):
     cuts every co-product. Each month a mine runs at ``(basket value at domestic
     prices / its 2024 value) ** supply_elasticity`` of capacity, capped at 1: output
     falls when prices at home fall (e.g. behind a binding export quota), never rises
-    above capacity (new capacity takes years: the model's investment step).
+    above capacity (new capacity takes years: the model's investment step), and stays
+    within a production quota where the nation has a domestic supply policy
+    (``abm.domestic_policy``).
 
     Its export rules are per product (concentrates, oxides, metals, magnets): the export
     cap of a percentage cut is ``(1 - quota_cut) x`` what it would export this month
@@ -73,11 +75,15 @@ class ExportingNation(mesa.Agent):
         self.invested_capacity = np.zeros_like(self.mine_capacity)  # [D] t / month of private investment running
         self._projects: list[tuple[int, float, int, int]] = []  # deposit, t / month, online, ramp
 
-    def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray) -> None:
+    def produce(self, domestic_price: np.ndarray, supply_elasticity: float, outage: np.ndarray,
+                quota: np.ndarray | None = None) -> None:
         """Mine this month at the price producers get at home (a price floor included);
-        ``outage`` [D] is the share of each deposit type's output lost."""
+        ``outage`` [D] is the share of each deposit type's output lost, ``quota`` [D] the
+        share of each deposit type's capacity its production quota lets run (``abm.domestic_policy``)."""
         value_ratio = (self.basket @ domestic_price) / self._reference_basket_value
         utilisation = np.minimum(1.0, value_ratio**supply_elasticity)
+        if quota is not None:
+            utilisation = np.minimum(utilisation, quota)
         self.output = (self.mine_capacity + self.project_capacity + self.invested_capacity) * utilisation * (1.0 - outage)
         self.mined = self.output @ self.basket
         self.concentrate = self.concentrate + self.output
