@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from abm.metrics import USD_PER_T_PER_USD_PER_KG
-from abm.schema import ELEMENT_LIST, MONTHS, PRODUCER, SHARE, USD, between, csv_default, months_from, spec
+from abm.schema import ELEMENT_LIST, MONTHS, PRODUCER, SHARE, TONNES_PER_YEAR, USD, between, csv_default, months_from, spec
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class DomesticPolicy:
     min_quota_share: float = csv_default("domestic_policy", "min_quota_share", SHARE)
     reserve_response: float = csv_default("domestic_policy", "reserve_response", between(0.0, 100.0))
     reserve_usd_per_year: float = csv_default("domestic_policy", "reserve_usd_per_year", USD)
+    reserve_capacity_t: float = csv_default("domestic_policy", "reserve_capacity_t", TONNES_PER_YEAR)
     enforcement: float = csv_default("domestic_policy", "enforcement", SHARE)
     enforcement_start: int = csv_default("domestic_policy", "enforcement_start", MONTHS)
 
@@ -112,11 +113,12 @@ class SupplyQuotas:
 
 
 def reserve_trade(policy: DomesticPolicy, price: np.ndarray, reference_price: np.ndarray, covered: np.ndarray,
-                  monthly_output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  monthly_output: np.ndarray, held: float) -> tuple[np.ndarray, np.ndarray]:
     """([E] t the state reserve bids for, [E] t it offers) this month, at last month's
     domestic ``price`` [E] USD/kg: ``reserve_response`` x the relative gap below
     ``band_low`` (above ``band_high``) x ``monthly_output`` [E] t, for the policy's
-    ``covered`` [E] elements; the purchases' cost at ``price`` within the monthly budget."""
+    ``covered`` [E] elements; the purchases' cost at ``price`` within the monthly budget,
+    and what it holds (``held`` t, every element) within ``reserve_capacity_t``."""
     low, high = policy.band_low * reference_price, policy.band_high * reference_price
     below = np.where(covered, np.clip(1.0 - price / low, 0.0, 1.0), 0.0)
     above = np.where(covered, np.clip(price / high - 1.0, 0.0, 1.0), 0.0)
@@ -125,4 +127,7 @@ def reserve_trade(policy: DomesticPolicy, price: np.ndarray, reference_price: np
     budget = policy.reserve_usd_per_year / 12.0
     if cost > budget:
         buy = buy * budget / cost
+    room = max(policy.reserve_capacity_t - held, 0.0)
+    if buy.sum() > room:
+        buy = buy * room / buy.sum()
     return buy, policy.reserve_response * above * monthly_output

@@ -783,7 +783,8 @@ class RareEarthModel(mesa.Model):
             nation = self._policy_nation
             reserve.decide(*reserve_trade(policy, self.product_price[self._oxides, nation.region_index],
                                           self.reference_price, self._policy_elements,
-                                          nation.mine_capacity @ nation.basket))
+                                          nation.mine_capacity @ nation.basket,
+                                          float(reserve.reserve.sum() + reserve.oxide.sum())))
         if not self.stockpiles:
             return
         users = self.end_users

@@ -194,7 +194,8 @@ POLICY_BASE = {
 }
 POLICY_VARIANTS = dict(
     enabled=False, nation="US", elements=["Dy"], start=3, band_low=0.9, band_high=1.0, review_months=3,
-    quota_step=0.2, min_quota_share=0.95, reserve_response=3.0, reserve_usd_per_year=1e6, enforcement=0.5,
+    quota_step=0.2, min_quota_share=0.95, reserve_response=3.0, reserve_usd_per_year=1e6, reserve_capacity_t=20.0,
+    enforcement=0.5,
     enforcement_start=4,
 )
 
