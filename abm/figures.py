@@ -1,5 +1,6 @@
 """Figures of one run, drawn from its tidy series with matplotlib (no display needed)."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,12 +14,26 @@ from abm.output import atomic_write  # noqa: E402
 
 def element_grid(series: pd.DataFrame, variable: str):
     """The rows of ``variable`` in a tidy ``series``, its elements in order, and a figure
-    with one panel per element (two rows; the grid follows the elements of the data):
-    ``(data, elements, figure, axes)`` with ``axes`` flat, row by row."""
+    with one panel per element, as near square as the count allows (six elements: 2 x 3,
+    nine: 3 x 3; the grid follows the elements of the data, never a fixed count):
+    ``(data, elements, figure, axes)`` with ``axes`` flat, row by row, one per element;
+    the grid's spare panels are removed and the lowest panel of each column is labelled
+    with the month axis."""
     data = series[series["variable"] == variable]
     elements = list(dict.fromkeys(data["element"].astype(str)))
-    figure, axes = plt.subplots(2, (len(elements) + 1) // 2, figsize=(13, 7), sharex=True, squeeze=False)
-    return data, elements, figure, axes.ravel()
+    columns = max(1, math.ceil(math.sqrt(len(elements))))
+    rows = max(1, math.ceil(len(elements) / columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.5 * rows), sharex=True, squeeze=False)
+    axes = grid.ravel()
+    for spare in axes[len(elements):]:
+        figure.delaxes(spare)
+    used = axes[: len(elements)]
+    for column in range(columns):
+        below = used[column::columns]
+        if len(below):
+            below[-1].set_xlabel("month")
+            below[-1].xaxis.set_tick_params(labelbottom=True)
+    return data, elements, figure, used
 
 
 def save_figure(figure, path: Path, dpi: int = 110) -> None:
@@ -31,7 +46,7 @@ def save_figure(figure, path: Path, dpi: int = 110) -> None:
 def plot_prices(series: pd.DataFrame, path: Path) -> None:
     """Price of each element in each zone (exporters' domestic markets and the world), log scale."""
     data, elements, figure, axes = element_grid(series, "price")
-    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
+    for ax, element in zip(axes, elements, strict=True):
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
         for zone in table.columns:
             ax.plot(table.index, table[zone], label=str(zone), lw=1.4 if zone == "world" else 1.0)
@@ -39,15 +54,13 @@ def plot_prices(series: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"{element} oxide")
         ax.set_ylabel("USD/kg")
     axes[0].legend(fontsize=8)
-    for ax in axes[-3:]:
-        ax.set_xlabel("month")
     save_figure(figure, path)
 
 
 def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
     """Oxide sold by sellers in each region, stacked, t/month."""
     data, elements, figure, axes = element_grid(series, "supply_by_origin")
-    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
+    for ax, element in zip(axes, elements, strict=True):
         # Step 0 is the initial state, before any month has traded.
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value").loc[1:]
         table = table.loc[:, table.sum() > 0]
@@ -55,21 +68,17 @@ def plot_supply_by_origin(series: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"{element} oxide sold, by origin")
         ax.set_ylabel("t/month")
     axes[0].legend(fontsize=8, loc="lower left")
-    for ax in axes[-3:]:
-        ax.set_xlabel("month")
     save_figure(figure, path)
 
 
 def plot_shortfall(series: pd.DataFrame, path: Path) -> None:
     """Unmet demand of each importing region, t/month."""
     data, elements, figure, axes = element_grid(series, "shortfall")
-    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
+    for ax, element in zip(axes, elements, strict=True):
         table = data[data["element"] == element].pivot(index="step", columns="region", values="value")
         for region in table.columns:
             ax.plot(table.index, table[region], label=str(region))
         ax.set_title(f"{element} shortfall")
         ax.set_ylabel("t/month")
     axes[0].legend(fontsize=8)
-    for ax in axes[-3:]:
-        ax.set_xlabel("month")
     save_figure(figure, path)

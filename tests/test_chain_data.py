@@ -16,7 +16,9 @@ CHAIN_TABLES = (
     "end_uses.csv", "magnet_grades.csv", "magnet_use.csv", "separation_scope.csv",
 )
 # Oxide per element mass (stoichiometry), to turn content back into mass fractions.
-OXIDE_PER_METAL = {"Nd": 1.1664, "Pr": 1.2082, "Dy": 1.1477, "Tb": 1.1762, "La": 1.1728, "Ce": 1.2284}
+OXIDE_PER_METAL = {
+    "Nd": 1.1664, "Pr": 1.2082, "Dy": 1.1477, "Tb": 1.1762, "La": 1.1728, "Ce": 1.2284, "Sm": 1.1596, "Gd": 1.1526, "Y": 1.2699,
+}
 MAGNET_SECTOR = "magnets"
 BALANCE_TOLERANCE = 0.30  # implied magnet share of an element within +-30 % of demand_by_sector.csv
 

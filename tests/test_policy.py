@@ -44,7 +44,7 @@ def test_shock_and_events_apply_only_in_their_months():
     cn, jp = REGIONS.index("CN"), REGIONS.index("JP")
     before, during, after = (export_rules(scenario, m, calm, REGIONS, ELEMENTS, DEPOSITS) for m in (11, 12, 36))
     assert before.quota_cut.max() == 0.0 and after.quota_cut.max() == 0.0
-    assert during.quota_cut[cn].tolist() == [0.0, 0.0, 0.4, 0.4, 0.0, 0.0]
+    assert during.quota_cut[cn].tolist() == [0.4 if e in ("Dy", "Tb") else 0.0 for e in ELEMENTS]
     ban = export_rules(scenario, 4, calm, REGIONS, ELEMENTS, DEPOSITS).banned
     assert ban[cn, ELEMENTS.index("Nd"), jp] and ban.sum() == 1
     assert not export_rules(scenario, 5, calm, REGIONS, ELEMENTS, DEPOSITS).banned.any()
@@ -57,7 +57,7 @@ def test_high_tension_tightens_quota_and_bans_the_partner_the_strictest_rule_win
     rules = export_rules(scenario, 0, tension, REGIONS, ELEMENTS, DEPOSITS)
     cn = REGIONS.index("CN")
     expected_cut = tension_quota_cut(float(tension.mean()), scenario.tension)
-    assert rules.quota_cut[cn] == pytest.approx(np.full(6, max(0.1, expected_cut)))
+    assert rules.quota_cut[cn] == pytest.approx(np.full(len(ELEMENTS), max(0.1, expected_cut)))
     banned_to = {REGIONS[d] for d in np.nonzero(rules.banned[cn].any(axis=0))[0]}
     assert banned_to == {"US", "JP", "EU", "AU"}  # all above the 0.85 threshold
     assert rules.banned[cn, :, REGIONS.index("US")].tolist() == [e in ("Dy", "Tb") for e in ELEMENTS]

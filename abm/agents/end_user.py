@@ -3,8 +3,9 @@ whose state lives in arrays, and the Mesa agent that views one of them.
 
 Magnet users (EV traction motors, wind turbines, industrial motors, electronics, defence,
 other) buy finished magnets of the grades their products need; the other sectors
-(catalysts, glass and polishing, alloys and other) buy oxides. Shapes use B end users,
-P products, E elements, R regions; quantities t per month, prices USD/kg.
+(catalysts, glass and polishing, alloys and other, ceramics and phosphors) buy oxides.
+Shapes use B end users, P products, E elements, R regions; quantities t per month, prices
+USD/kg.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, pol
     prices = series[(series["variable"] == "price") & series["run_id"].isin(runs)]
     zones = [z for z in ("world", "CN") if z in set(prices["region"])]
     prices, elements, figure, axes = element_grid(prices, "price")
-    for ax, element in zip(axes, elements, strict=False):  # an odd count leaves one panel empty
+    for ax, element in zip(axes, elements, strict=True):
         for zone, colour in zip(zones, ("tab:red", "tab:blue"), strict=False):
             table = prices[(prices["element"] == element) & (prices["region"] == zone)].pivot(
                 index="step", columns="run_id", values="value"
@@ -109,8 +109,6 @@ def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, pol
         ax.set_title(f"{element} oxide, policy: {policy}")
         ax.set_ylabel("USD/kg")
     axes[0].legend(fontsize=8)
-    for ax in axes[len(axes) // 2:]:  # the bottom row
-        ax.set_xlabel("month")
     save_figure(figure, path, dpi=100)
 
 
