@@ -37,6 +37,12 @@ from abm.metrics import USD_PER_T_PER_USD_PER_KG
 from abm.schema import ELEMENT_LIST, MONTHS, PRODUCER, SHARE, TONNES_PER_YEAR, USD, between, csv_default, months_from, spec
 
 
+# An element whose value is at least this share of a quota line's (at reference prices)
+# raises the quota when it is scarce, whatever the line's index: [approx] assumption, so
+# that Pr (about a fifth of light ore's Nd-Pr-Dy-Tb value) counts and a trace of Dy does not.
+MAIN_ELEMENT_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class DomesticPolicy:
     """The ``[domestic_policy]`` section: one exporter's supply policy (module docstring)."""
@@ -90,13 +96,22 @@ class SupplyQuotas:
         return np.where(self._reference > 0, value / np.where(self._reference > 0, self._reference, 1.0), 1.0)
 
     def review(self, month: int, domestic_price: np.ndarray) -> None:
-        """Move every quota by one bounded step toward its band, in a review month."""
+        """Move every quota by one bounded step toward its band in a review month (down
+        where its index is below the band and none of its main elements, at least
+        ``MAIN_ELEMENT_SHARE`` of its value, is above it; up where its index is above the
+        band); and, in any month, release the whole quota of a line one of whose main
+        elements is above the band (a glut of Nd does not hold back the ore a Pr
+        shortage needs)."""
         policy = self.policy
-        if month < policy.start or (month - policy.start) % policy.review_months:
+        if month < policy.start:
             return
-        index = self.index(domestic_price)
-        step = policy.quota_step * ((index > policy.band_high).astype(float) - (index < policy.band_low))
-        self.share = np.clip(self.share + step, policy.min_quota_share, 1.0)
+        main = self._weights >= MAIN_ELEMENT_SHARE * self._reference[:, None]  # [D + 1, E]
+        scarce = (main & (domestic_price / self._reference_price > policy.band_high)[None, :]).any(axis=1)
+        if (month - policy.start) % policy.review_months == 0:
+            index = self.index(domestic_price)
+            step = (index > policy.band_high).astype(float) - ((index < policy.band_low) & ~scarce)
+            self.share = np.clip(self.share + policy.quota_step * step, policy.min_quota_share, 1.0)
+        self.share = np.where(scarce, 1.0, self.share)
 
     def enforcement(self, month: int) -> float:
         """Share of unofficial supply stopped in ``month``."""

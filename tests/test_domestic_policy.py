@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from abm import RareEarthModel
+from abm.domestic_policy import DomesticPolicy, SupplyQuotas
 from abm.run import run_scenario
 from abm.scenario import Event, Scenario, ScenarioError, scenario_from_dict
 from tests.conftest import mass_balance_error
@@ -124,3 +125,20 @@ def test_bad_domestic_policy_values_are_refused_with_one_line(table, key):
     with pytest.raises(ScenarioError, match=key.replace(".", r"\.")) as refused:
         scenario_from_dict({"domestic_policy": table}, "policy.toml")
     assert "\n" not in str(refused.value) and "policy.toml" in str(refused.value)
+
+
+def test_a_scarce_main_element_releases_the_quota_its_glutted_co_product_had_cut():
+    """One light-ore line (Nd and Pr, as Bayan Obo's basket): with both in glut the quota
+    falls a step per review; once Pr, a main element of the line, is above the band the
+    whole quota is released, even while Nd's glut keeps the line's index below the band."""
+    policy = DomesticPolicy(elements=("Nd", "Pr"), review_months=1)
+    reference = np.array([50.0, 50.0])
+    quotas = SupplyQuotas(policy, np.array([[0.75, 0.25]]), np.array([100.0]), reference, np.array([True, True]))
+    glut = 0.5 * reference
+    for month in range(3):
+        quotas.review(month, glut)
+    assert quotas.mining[0] == pytest.approx(1.0 - 3 * policy.quota_step)
+    pr_short = np.array([0.5, 1.2 * policy.band_high]) * reference  # the index stays below band_low
+    assert quotas.index(pr_short)[0] < policy.band_low
+    quotas.review(3, pr_short)
+    assert quotas.mining[0] == 1.0
