@@ -95,7 +95,8 @@ class Investors:
     weight over plants ``weight`` [U, K] (each plant's share of the unit's size);
     ``lead``, ``ramp`` months and ``charge`` USD/kg by unit. Projects [J]: ``unit``,
     ``capacity`` t/month, ``online`` first month of output, ``abandoned``, ``weak``
-    months in a row under the abandonment test. Records by ``labels``
+    months in a row under the abandonment test, ``granted`` the share of its capex a
+    capital grant pays (``abm.levers.CapitalGrant``; ``grant_spend`` USD this month). Records by ``labels``
     ("region:stage"), t/yr of capacity: ``committed`` and ``abandoned_now`` this month,
     ``building`` under construction, ``running`` online (ramped) next month.
     """
@@ -132,8 +133,10 @@ class Investors:
         self.ramp = np.array([data.ramp_months[s] for s in stage_name], dtype=int)
         capex = {MINE: spec.domestic_mining.capex_usd_per_t_per_year, SEPARATION: spec.refining.capex_usd_per_t_per_year,
                  METAL: self.params.metal_capex_usd_per_t_per_year, MAGNET: self.params.magnet_capex_usd_per_t_per_year}
-        self.charge = capital_charge(np.array([capex[s] for s in stage_name]), self.params.hurdle_rate,
-                                     self.params.life_years)
+        self.capex = np.array([capex[s] for s in stage_name], dtype=float)  # [U] USD per t/yr of capacity
+        self.charge = capital_charge(self.capex, self.params.hurdle_rate, self.params.life_years)
+        self.grant = spec.capital_grant
+        self._grant_units = (np.array(regions)[self.region] == self.grant.region) & np.isin(stage_name, self.grant.stages)
         keys = sorted({(int(s), int(r)) for s, r in zip(self.stage, self.region, strict=True)}, key=lambda k: (k[1], k[0]))
         self.labels = tuple(f"{regions[r]}:{INVESTED_STAGES[s]}" for s, r in keys)
         self._label_of = np.array([keys.index((int(s), int(r))) for s, r in zip(self.stage, self.region, strict=True)])
@@ -145,6 +148,8 @@ class Investors:
         self.online = np.zeros(0, dtype=int)
         self.abandoned = np.zeros(0, dtype=bool)
         self.weak = np.zeros(0, dtype=int)
+        self.granted = np.zeros(0)  # [J] share of each project's capex a capital grant pays
+        self.grant_spend = 0.0  # USD the grant pays this month
         zeros = np.zeros(len(self.labels))
         self.committed, self.abandoned_now, self.building, self.running = zeros, zeros, zeros, zeros
         self.next_capacity = np.zeros(len(self.stage))  # [U] t/month of new capacity running next month
@@ -229,7 +234,7 @@ class Investors:
         earned = margins.margin[unit]
         if margins.top_up.any():
             earned = earned + margins.top_up[unit] * self._floor_cover(self.online, floor_end)
-        self.weak = np.where(building & (earned < ahead * self.charge[unit]), self.weak + 1, 0)
+        self.weak = np.where(building & (earned < ahead * self.charge[unit] * (1.0 - self.granted)), self.weak + 1, 0)
         dropped = self.weak >= params.abandon_months
         self.abandoned = self.abandoned | dropped
         self.abandoned_now = self._by_label(self._per_unit(np.where(dropped, self.capacity, 0.0)))
@@ -238,7 +243,8 @@ class Investors:
         counted = np.minimum(self.expected_margin, margins.margin)
         if margins.top_up.any():
             counted = counted + margins.top_up * self._floor_cover(online, floor_end)
-        excess = (counted - self.charge) / np.maximum(self.expected_cash + self.charge, 1e-12)
+        charge = self.charge * (1.0 - self._grant_share(month))  # what investors still pay for
+        excess = (counted - charge) / np.maximum(self.expected_cash + charge, 1e-12)
         share = np.clip(params.response * excess, 0.0, params.max_share_per_year)  # of capacity a year
         new = np.where(self.utilisation >= params.min_utilisation, share, 0.0) / MONTHS_PER_YEAR * capacity
         fresh = np.flatnonzero(new > 0)
@@ -248,10 +254,20 @@ class Investors:
             self.online = np.concatenate([self.online, online[fresh]])
             self.abandoned = np.concatenate([self.abandoned, np.zeros(len(fresh), dtype=bool)])
             self.weak = np.concatenate([self.weak, np.zeros(len(fresh), dtype=int)])
+            self.granted = np.concatenate([self.granted, self._grant_share(month)[fresh]])
         self.committed = self._by_label(new)
+        paying = ~self.abandoned & (month < self.online - 1)  # a project's lead months, from its commitment
+        spend = self.granted * self.capex[self.unit] * MONTHS_PER_YEAR * self.capacity / np.maximum(self.lead[self.unit], 1)
+        self.grant_spend = float(np.where(paying, spend, 0.0).sum())
         self.building = self._by_label(self._per_unit(np.where(~self.abandoned & (self.online > month + 1), self.capacity, 0.0)))
         self.next_capacity = self.online_capacity(month + 1)
         self.running = self._by_label(self.next_capacity)
+
+    def _grant_share(self, month: int) -> np.ndarray:
+        """[U] share of the capex of a project committed in ``month`` a capital grant pays."""
+        grant = self.grant
+        open_now = grant.start <= month < grant.start + grant.months
+        return np.where(self._grant_units & open_now, grant.share, 0.0)
 
     # ------------------------------------------------------------------ capacity
     def online_capacity(self, month: int) -> np.ndarray:

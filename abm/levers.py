@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from abm.data.chain import STAGES
 from abm.schema import (
     DEPOSIT, ELEMENT_LIST, MAX_USD, MONTHS, NON_NEGATIVE, PRODUCER, PRODUCERS, REGION, REGION_LIST, SHARE,
     TONNES_PER_YEAR, USD, at_least, between, csv_default, members, months_from, spec,
@@ -146,6 +147,21 @@ class PriceFloor:
     months: int = csv_default("price_floor", "months", MONTHS)
 
 
+@dataclass(frozen=True)
+class CapitalGrant:
+    """A government grant to private investors (abm/investment.py): it pays ``share`` of
+    the capex of the projects committed from ``start`` for ``months`` in ``region`` at the
+    ``stages`` named (mines are ``concentrate``), spent over each project's build, so
+    investors count only the rest of the capital charge (as the US DoD's awards to MP
+    Materials for separation at Mountain Pass, 2020 and 2022; parameters.csv)."""
+
+    share: float = csv_default("capital_grant", "share", between(0.0, 0.9))
+    region: str = spec(REGION, default="US")
+    stages: tuple[str, ...] = spec(members(STAGES, "product stages"), default=STAGES)
+    start: int = csv_default("capital_grant", "start", MONTHS)
+    months: int = csv_default("capital_grant", "months", MONTHS)
+
+
 # The section of each lever in a scenario, in the order policy costs are reported.
 LEVER_SECTIONS: dict[str, type] = {
     "domestic_mining": DomesticMining,
@@ -157,6 +173,7 @@ LEVER_SECTIONS: dict[str, type] = {
     "contracts": Contracts,
     "agreement": Agreement,
     "price_floor": PriceFloor,
+    "capital_grant": CapitalGrant,
 }
 
 # Model keywords of the levers and where they live in a scenario.
@@ -174,6 +191,7 @@ LEVER_KEYWORDS: dict[str, tuple[str, str]] = {
     "max_origin_share": ("contracts", "max_origin_share"),
     "agreement": ("agreement", "enabled"),
     "price_floor": ("price_floor", "usd_per_kg"),
+    "capital_grant": ("capital_grant", "share"),
 }
 
 

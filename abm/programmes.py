@@ -129,4 +129,6 @@ class Programmes:
             region = model.regions.index(floor.region)
             top_up = np.maximum(floor.usd_per_kg - model.trade_price[:, region], 0.0) * covered  # [E] USD/kg
             cost["price_floor"] += float(top_up @ model.oxide_sold[:, region]) * USD_PER_T_PER_USD_PER_KG
+        if spec.investment.enabled:
+            cost["capital_grant"] = model.investors.grant_spend
         self.cost = np.array([cost[name] for name in self.names])

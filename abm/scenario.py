@@ -21,7 +21,7 @@ from abm.chain import COVERED_SHARE
 from abm.domestic_policy import DomesticPolicy
 from abm.data.chain import STAGES, load_supply_chain
 from abm.levers import (
-    LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, Contracts, DomesticMining, Partnership, PriceFloor,
+    LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, CapitalGrant, Contracts, DomesticMining, Partnership, PriceFloor,
     Recycling, Refining, Stockpile, Substitution,
 )
 from abm.schema import (
@@ -224,6 +224,7 @@ class Scenario:
     contracts: Contracts = field(default_factory=Contracts)
     agreement: Agreement = field(default_factory=Agreement)
     price_floor: PriceFloor = field(default_factory=PriceFloor)
+    capital_grant: CapitalGrant = field(default_factory=CapitalGrant)
     domestic_policy: DomesticPolicy = field(default_factory=DomesticPolicy)
 
     def with_overrides(self, source: str = "keyword", **overrides: Any) -> "Scenario":

@@ -14,6 +14,7 @@ from abm import RareEarthModel
 from abm.batch.experiment import experiment_from_dict
 from abm.batch.plan import plan_runs
 from abm.domestic_policy import DomesticPolicy
+from abm.levers import CapitalGrant
 from abm.scenario import (
     EVENT_COMMON_KEYS, EVENT_KEYS, Event, InvestmentParameters, ScenarioError, Shock, scenario_from_dict, setting_type, setting_value,
 )
@@ -162,8 +163,9 @@ INVESTMENT_VARIANTS = dict(
 INVESTMENT_RECORDS = ("capacity_committed", "capacity_building", "capacity_abandoned", "capacity_online")
 
 
-def _investment_fingerprint(investment: dict) -> np.ndarray:
-    scenario = scenario_from_dict({"horizon_months": 60, "events": INVESTMENT_EVENTS, "investment": investment})
+def _investment_fingerprint(investment: dict, grant: dict | None = None) -> np.ndarray:
+    table = {"horizon_months": 60, "events": INVESTMENT_EVENTS, "investment": investment}
+    scenario = scenario_from_dict(table | ({"capital_grant": grant} if grant else {}))
     model = RareEarthModel(rng=5, scenario=scenario)
     rows = []
     while model.running:
@@ -185,6 +187,21 @@ def investment_base():
 def test_every_investment_key_changes_the_run(investment_base, key, value):
     varied = _investment_fingerprint({**INVESTMENT_BASE, key: value})
     assert not np.array_equal(varied, investment_base), f"investment.{key} = {value!r} changed nothing"
+
+
+# [capital_grant] (abm.levers.CapitalGrant): a grant to the makers outside China that the
+# licence above brings to invest.
+GRANT_BASE = dict(share=0.5, region="JP", months=24)
+GRANT_VARIANTS = dict(share=0.2, region="EU", stages=["magnet"], start=12, months=6)
+
+
+@pytest.mark.parametrize("key, value", list(GRANT_VARIANTS.items()), ids=list(GRANT_VARIANTS))
+def test_every_capital_grant_key_changes_the_run(key, value):
+    assert set(GRANT_VARIANTS) == {f.name for f in dataclasses.fields(CapitalGrant)}
+    base = _investment_fingerprint(INVESTMENT_BASE, GRANT_BASE)
+    assert not np.array_equal(base, _investment_fingerprint(INVESTMENT_BASE)), "the grant changed nothing"
+    varied = _investment_fingerprint(INVESTMENT_BASE, {**GRANT_BASE, key: value})
+    assert not np.array_equal(varied, base), f"capital_grant.{key} = {value!r} changed nothing"
 # The exporter's domestic supply policy (abm.domestic_policy): a Dy/Tb cut from month 0
 # gives it a glut to answer; smugglers give enforcement something to stop.
 POLICY_BASE = {

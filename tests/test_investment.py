@@ -157,3 +157,23 @@ def test_the_capital_charge_is_the_annuity_of_the_capex():
 def test_bad_investment_values_are_refused(key, value):
     with pytest.raises(ScenarioError, match=rf"investment\.{key}"):
         scenario_from_dict({"investment": {key: value}})
+
+
+def test_a_capital_grant_brings_more_private_capacity_in_its_region_and_pays_for_its_share():
+    """Under the premium, a US grant of half the capex of projects committed in the first
+    two years raises what US investors commit; the government pays half the capex of each
+    granted project, over its lead months, and nothing for projects elsewhere."""
+    grant = {"capital_grant": {"share": 0.5, "region": "US", "months": 24}}
+    granted, plain = _run({**_quota(36, 96), **grant}), _run(_quota(36, 96))
+    us = np.array([label.startswith("US:") for label in granted.investors.labels])
+    assert _record(granted, "capacity_committed")[:, us].sum() > _record(plain, "capacity_committed")[:, us].sum()
+    investors = granted.investors
+    grant_cost = np.array(list(granted.datacollector.get_model_vars_dataframe()["policy_cost"]))[
+        :, granted.programmes.names.index("capital_grant")]
+    committed_in_window = investors.online - 1 - investors.lead[investors.unit] < 24
+    in_us = np.array(granted.regions)[investors.region[investors.unit]] == "US"
+    assert (investors.granted[in_us & committed_in_window] == 0.5).all() and (investors.granted[~in_us] == 0.0).all()
+    full = 0.5 * investors.capex[investors.unit] * 12 * investors.capacity  # USD: half the capex of each project
+    never_dropped = ~investors.abandoned & (investors.granted > 0)
+    assert grant_cost.sum() > 0 and grant_cost.sum() >= full[never_dropped].sum() * (1 - 1e-9)
+    assert grant_cost.sum() <= full[investors.granted > 0].sum() * (1 + 1e-9)
