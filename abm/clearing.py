@@ -248,13 +248,10 @@ def _pack(c: _Curves, a: _Access) -> np.ndarray:
     return packed
 
 
-def _split(net_lo, net_hi, f_lo, f_hi, short_lo, short_hi):
-    """Net positions [P, Z] on the step between two bracket ends, summing exactly to the
-    restricted hub's shortage nobody may supply (``short_lo``, ``short_hi`` [P] at the
-    ends; 0 wherever re-export is allowed)."""
-    theta = _theta(f_lo, f_hi)
-    net = net_lo + theta[:, None] * (net_hi - net_lo)
-    residual = net.sum(axis=1, keepdims=True) - (short_lo + theta * (short_hi - short_lo))[:, None]
+def _split(net_lo, net_hi, f_lo, f_hi):
+    """Net positions [P, Z] on the step between two bracket ends, summing to 0 exactly."""
+    net = net_lo + _theta(f_lo, f_hi)[:, None] * (net_hi - net_lo)
+    residual = net.sum(axis=1, keepdims=True)
     return net - residual * _share_of(np.where((net < 0) == (residual < 0), net, 0.0))
 
 
@@ -335,20 +332,16 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
         packed, relay = _pack(c, a), a.relay_shift[:, 0]
         start = np.full(len(relay), np.nan) if previous is None else previous.hub[0]
         lo, hi, f_lo, f_hi = hub_roots.world_price(packed, c.elasticity, c.holdback, c.size, relay, start)
-        y_r_lo = hub_roots.restricted_price(packed, c.elasticity, c.holdback, relay, lo)
-        y_r_hi = hub_roots.restricted_price(packed, c.elasticity, c.holdback, relay, hi)
-        net_lo, _, _, shipped_lo = hub_roots.positions(packed, c.elasticity, c.holdback, lo, y_r_lo)
-        net_hi, buy, netback, shipped = hub_roots.positions(packed, c.elasticity, c.holdback, hi, y_r_hi)
-        short_lo = hub_roots.unrelayed_shortage(packed, c.elasticity, c.holdback, relay, lo, y_r_lo)
-        short_hi = hub_roots.unrelayed_shortage(packed, c.elasticity, c.holdback, relay, hi, y_r_hi)
-        net = _split(net_lo, net_hi, f_lo, f_hi, short_lo, short_hi)
-        shipped = np.where((shipped_lo > 0) & (shipped > 0), np.minimum(shipped_lo, shipped), 0.0)
+        r_lo = hub_roots.restricted_brackets(packed, c.elasticity, c.holdback, relay, lo)
+        r_hi = hub_roots.restricted_brackets(packed, c.elasticity, c.holdback, relay, hi)
+        net_lo, _, _, shipped_lo = hub_roots.positions(packed, c.elasticity, c.holdback, lo, r_lo)
+        net_hi, buy, netback, shipped = hub_roots.positions(packed, c.elasticity, c.holdback, hi, r_hi)
+        net = _split(net_lo, net_hi, f_lo, f_hi)
+        shipped = shipped_lo + _theta(f_lo, f_hi)[:, None] * (shipped - shipped_lo)
         empty = (c.stock <= 0) & (np.exp(c.want_log) <= 0) & (np.abs(net).sum(axis=1, keepdims=True) <= 0)
         y, bought, at_choke, on_cost = hub_roots.clear_zones(packed, c.elasticity, c.holdback, c.size, net, buy,
                                                              netback, shipped, empty)
-        # The zones of a restricted hub left short, nobody may re-export to it: at their choke, rationed.
-        short = short_lo + _theta(f_lo, f_hi) * (short_hi - short_lo)
-        at_choke, on_cost = (at_choke > 0) | (a.restricted & (short > 0)[:, None]), on_cost > 0
+        at_choke, on_cost = at_choke > 0, on_cost > 0
         flow = _flows(a, net, shipped)
     price = np.where(at_choke & (y == c.y_choke), bids.choke_price, np.where(on_cost, np.maximum(offers.cost, PRICE_FLOOR), np.exp(y)))
     bought = np.minimum(bought, bids.want(price))  # within the bracket's width: rounding
@@ -358,4 +351,4 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
     want_choke = np.where(bids.quantity > 0, bids.quantity * bids.choke**bids.elasticity, 0.0)
     unserved = np.where(at_choke, np.maximum(want_choke - bought, 0.0), 0.0)
     return Clearing(flow=flow, price=price, sold=sold, bought=bought, unserved=unserved,
-                    border_price=np.maximum(np.exp(netback), price), hub=np.stack([hi, y_r_hi]))
+                    border_price=np.maximum(np.exp(netback), price), hub=np.stack([hi, r_hi[1]]))

@@ -108,22 +108,31 @@ def _position(curves, elasticity, holdback, p, z, y_world, y_restricted):
 
 
 @_compiled
-def _net(curves, elasticity, holdback, p, z, y_world, y_restricted):
-    """Zone z's net imports (t) of product p at the hubs' log prices (``_position``)."""
-    return _position(curves, elasticity, holdback, p, z, y_world, y_restricted)[0]
+def _split_position(curves, elasticity, holdback, p, z, y_world, r_lo, r_hi, theta):
+    """Zone z's ``_position`` where the restricted hub's root lies on a step of its
+    balance, between its log prices ``r_lo`` and ``r_hi``: its net imports and what it
+    ships there, a share ``theta`` of the way from ``r_lo``'s to ``r_hi``'s (so the hub's
+    books balance on the step, as the world's do in ``abm.clearing._split``); its buying
+    and netback log prices at ``r_hi``."""
+    net, buy, netback, shipped = _position(curves, elasticity, holdback, p, z, y_world, r_hi)
+    if theta < 1.0:
+        net_lo, _, _, shipped_lo = _position(curves, elasticity, holdback, p, z, y_world, r_lo)
+        net, shipped = net_lo + theta * (net - net_lo), shipped_lo + theta * (shipped - shipped_lo)
+    return net, buy, netback, shipped
 
 
 @_compiled
 def positions(curves: np.ndarray, elasticity: float, holdback: float, y_world: np.ndarray,
-              y_restricted: np.ndarray) -> np.ndarray:
+              restricted: np.ndarray) -> np.ndarray:
     """[4, P, Z]: every zone's net imports (t), buying and netback log prices, and what
-    it ships to the restricted hub while importing (t), at the hubs' log prices
-    ``y_world``, ``y_restricted`` [P] (``_position``)."""
+    it ships to the restricted hub while importing (t), at the world hub's log prices
+    ``y_world`` [P] and the restricted hub's bracket ``restricted`` [3, P] (log prices at
+    its ends and the share of the way between them, ``restricted_brackets``)."""
     out = np.empty((4, curves.shape[1], curves.shape[2]))
     for p in range(curves.shape[1]):
         for z in range(curves.shape[2]):
-            out[0, p, z], out[1, p, z], out[2, p, z], out[3, p, z] = _position(
-                curves, elasticity, holdback, p, z, y_world[p], y_restricted[p])
+            out[0, p, z], out[1, p, z], out[2, p, z], out[3, p, z] = _split_position(
+                curves, elasticity, holdback, p, z, y_world[p], restricted[0, p], restricted[1, p], restricted[2, p])
     return out
 
 
@@ -144,12 +153,16 @@ def _restricted_balance(curves, elasticity, holdback, p, y_world, y):
 
 
 @_compiled
-def _restricted_price_of(curves, elasticity, holdback, relay, p, y_world):
-    """The restricted hub's log price for product p at world log price y_world: where
-    its balance is zero, at most the world's plus the cheapest re-export (or, with no
-    re-exporter, up to the top of the range); y_world where no zone is restricted."""
+def _restricted_bracket(curves, elasticity, holdback, relay, p, y_world):
+    """The restricted hub's root for product p at world log price y_world: ``(lo, hi,
+    theta)``, the log prices either side of where its balance is zero and the share of
+    the way between them at which its books balance (0 where it closes on one price; on
+    a step of the balance, such as its buyers' choke price or the price at which its
+    suppliers start to ship, the quantities split along it). At most the world's price
+    plus the cheapest re-export (or, with no re-exporter, up to the top of the range);
+    y_world where no zone is restricted."""
     if not _is_restricted(curves, p):
-        return y_world
+        return y_world, y_world, 0.0
     lo, hi = y_world, (max(_top(curves, p), y_world) if math.isinf(relay[p]) else y_world + relay[p])
     f_lo = _restricted_balance(curves, elasticity, holdback, p, y_world, lo)
     f_hi = _restricted_balance(curves, elasticity, holdback, p, y_world, hi)
@@ -159,9 +172,9 @@ def _restricted_price_of(curves, elasticity, holdback, relay, p, y_world):
             break
         x = _next_point(state, n, True)
         state = _narrow(state, x, _restricted_balance(curves, elasticity, holdback, p, y_world, x))
-    # With no re-exporter the hub may end short (its buyers at their choke price): that
-    # side of a step, where they take what its suppliers ship; else the side in surplus.
-    return _close(state, 0.0)[0 if math.isinf(relay[p]) else 1]
+    lo, hi, f_lo, f_hi = _close(state, 0.0)
+    theta = f_lo / (f_lo - f_hi) if f_lo > 0.0 > f_hi else 0.0
+    return (hi, hi, 0.0) if hi == lo else (lo, hi, theta)
 
 
 WORLD, ZONE = 0, 1  # what ``_balance`` evaluates
@@ -170,17 +183,14 @@ WORLD, ZONE = 0, 1  # what ``_balance`` evaluates
 @_compiled
 def _balance(kind, curves, elasticity, holdback, p, z, target, relay, y):
     """WORLD: the world's net imports of product p at world log price y, the restricted
-    hub at its own balancing price (less what it lacks where nobody may re-export to
-    it); ZONE: zone z's excess demand less its net imports
-    ``target`` at its log price y."""
+    hub at its own root (``_restricted_bracket``); ZONE: zone z's excess demand less its
+    net imports ``target`` at its log price y."""
     if kind == ZONE:
         return _excess(curves, elasticity, holdback, p, z, y) - target
-    y_restricted = _restricted_price_of(curves, elasticity, holdback, relay, p, y)
+    r_lo, r_hi, theta = _restricted_bracket(curves, elasticity, holdback, relay, p, y)
     total = 0.0
     for zone in range(curves.shape[2]):
-        total += _net(curves, elasticity, holdback, p, zone, y, y_restricted)
-    if math.isinf(relay[p]):  # what the restricted hub lacks, nobody may bring from the world hub
-        total -= max(_restricted_balance(curves, elasticity, holdback, p, y, y_restricted), 0.0)
+        total += _split_position(curves, elasticity, holdback, p, zone, y, r_lo, r_hi, theta)[0]
     return total
 
 
@@ -345,25 +355,13 @@ def _bracket(curves, elasticity, holdback, p, relay, start, top):
 
 
 @_compiled
-def restricted_price(curves: np.ndarray, elasticity: float, holdback: float, relay: np.ndarray,
-                     y_world: np.ndarray) -> np.ndarray:
-    """[P] the restricted hub's log price at world log prices ``y_world`` [P]."""
-    out = np.empty(curves.shape[1])
+def restricted_brackets(curves: np.ndarray, elasticity: float, holdback: float, relay: np.ndarray,
+                        y_world: np.ndarray) -> np.ndarray:
+    """[3, P] the restricted hub's root at world log prices ``y_world`` [P]: its log
+    prices either side and the share of the way between them (``_restricted_bracket``)."""
+    out = np.empty((3, curves.shape[1]))
     for p in range(curves.shape[1]):
-        out[p] = _restricted_price_of(curves, elasticity, holdback, relay, p, y_world[p])
-    return out
-
-
-@_compiled
-def unrelayed_shortage(curves: np.ndarray, elasticity: float, holdback: float, relay: np.ndarray,
-                       y_world: np.ndarray, y_restricted: np.ndarray) -> np.ndarray:
-    """[P] t the restricted hub's zones want at the hubs' log prices beyond what its
-    suppliers ship, where nobody may re-export to it (0 elsewhere): a shortage its
-    zones' net imports count and no zone supplies."""
-    out = np.zeros(curves.shape[1])
-    for p in range(curves.shape[1]):
-        if _is_restricted(curves, p) and math.isinf(relay[p]):
-            out[p] = max(_restricted_balance(curves, elasticity, holdback, p, y_world[p], y_restricted[p]), 0.0)
+        out[0, p], out[1, p], out[2, p] = _restricted_bracket(curves, elasticity, holdback, relay, p, y_world[p])
     return out
 
 

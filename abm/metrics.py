@@ -124,6 +124,8 @@ def paired_relative_gain(
 UNITS: dict[str, str] = {
     "t": "tonnes of rare earth oxide",
     "tproduct": "tonnes of product as sold (t of magnets, of oxide ...), not of its oxide content",
+    "tpy": "tonnes of rare earth oxide a year (capacity)",
+    "tproductpy": "tonnes of product a year (capacity; separation: t REO of concentrate it can take)",
     "usd": "US dollars",
     "months": "months",
     "fraction": "a share, 0-1 (volatility: per year)",
@@ -208,10 +210,10 @@ _CATALOGUE = (
            "to their maker; months, products and regions weighted by what each region received "
            "(abm.run.received_by_origin); receipts of untraced origin count in the total; NaN when "
            "they received none", "stage", False),
-    Metric("new_capacity_outside_exporter", "tproduct", "new capacity outside exporter",
+    Metric("new_capacity_outside_exporter", "tproductpy", "new capacity outside exporter",
            "t a year of a stage's capacity (separation: t REO of concentrate it can take) that private "
            "investment (abm.investment) has running outside the dominant exporter at the horizon", "stage", False),
-    Metric("new_mine_capacity_outside_exporter", "t", "new mine capacity outside exporter",
+    Metric("new_mine_capacity_outside_exporter", "tpy", "new mine capacity outside exporter",
            "t REO a year of mine capacity that private investment has running outside the dominant exporter at "
            "the horizon"),
     Metric("unserved_value", "usd", "unserved value", "value at 2024 prices of the shortfall outside the exporter"),

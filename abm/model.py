@@ -1105,7 +1105,8 @@ class RareEarthModel(mesa.Model):
         self.reserve_purchases[:, k] = reserve.bought
         quotas, plants = self.supply_quotas, self.converters
         separation = plants.capacity[self._policy_separators].sum()
-        self.production_quota = np.append(quotas.mining[self._quota_deposits] * nation.mine_capacity[self._quota_deposits],
+        mines = nation.mine_capacity + nation.project_capacity + nation.invested_capacity  # what the quota caps
+        self.production_quota = np.append(quotas.mining[self._quota_deposits] * mines[self._quota_deposits],
                                           quotas.separation * separation)
 
     @functools.cached_property

@@ -345,8 +345,8 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
         ), name)
     new = _new_capacity_outside(model, exporter)
     for name in STAGES:
-        put("new_capacity_outside_exporter_tproduct", new.get(name, 0.0), name)
-    put("new_mine_capacity_outside_exporter_t", new.get("concentrate", 0.0))
+        put("new_capacity_outside_exporter_tproductpy", new.get(name, 0.0), name)
+    put("new_mine_capacity_outside_exporter_tpy", new.get("concentrate", 0.0))
     magnets, others = _shortfall_by_use(model, importers_outside)
     put("magnet_user_shortfall_outside_exporter_tproduct", magnets)
     put("other_end_use_shortfall_outside_exporter_tproduct", others)

@@ -586,11 +586,18 @@ def _check_licence(scenario: Scenario, event: Event, where: str, source: str | P
                             f"fewer months than the licence lasts ({event.months}): nothing would be decided, so "
                             "approval_share could never act (an embargo is a ban or a quota cut of 1)")
     chain, covered = load_supply_chain(scenario.base_year), set(_licensed_products(scenario, event))
+    destinations = [event.destination] if event.destination else [
+        r for r in REGIONS if r != event.nation and r not in event.general_licence]
     for use in event.denied_end_uses:
-        mix = zip(chain.products, chain.grade_mix[chain.end_uses.index(use)], strict=True)
+        u = chain.end_uses.index(use)
+        mix = zip(chain.products, chain.grade_mix[u], strict=True)
         if not any(share > 0 and product in covered for product, share in mix):
             raise ScenarioError(source, where + "denied_end_uses", list(event.denied_end_uses),
                                 f"end uses that buy a magnet grade the licence covers ({use} buys none)")
+        if not any(chain.magnet_use_share[u, REGIONS.index(r)] > 0 for r in destinations):
+            raise ScenarioError(source, where + "denied_end_uses", list(event.denied_end_uses),
+                                f"end uses with users in the licence's destinations ({use} has none in "
+                                f"{', '.join(destinations)})")
     if event.approval_share >= 1.0 and event.delay_months == 0 and not event.denied_end_uses:
         raise ScenarioError(source, where + "approval_share", event.approval_share,
                             "an approval share < 1 or a delay > 0: a licence granted at once in full withholds nothing")

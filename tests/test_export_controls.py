@@ -350,3 +350,35 @@ def test_a_denied_end_use_must_buy_what_the_licence_covers():
         scenario_from_dict({"horizon_months": 16, "events": [
             {"kind": "licence", "nation": "CN", "start": 3, "months": 12, "elements": list(CONTROLLED),
              "stages": ["oxide"], "approval_share": 0.3, "denied_end_uses": ["defence"]}]})
+
+
+def test_a_destination_left_short_by_a_re_export_restriction_pays_its_choke_price():
+    """A Dy/Tb ban on the US that restricts re-exports: in every month and product the US
+    goes unserved, its buyers pay more than without the ban (they are at their choke
+    price: what the rest of the world makes for it is shared there), not a price at which
+    nothing arrives (the review found 52 USD/kg for H magnets with 50 t unserved)."""
+    def run(events):
+        model = RareEarthModel(rng=1, scenario=Scenario(horizon_months=16, events=events))
+        us, price, unserved = model.regions.index("US"), [], []
+        while model.running:
+            model.step()
+            price.append(model.product_price[:, us].copy())
+            unserved.append(model.product_unserved[:, us].copy())
+        return np.array(price), np.array(unserved)
+
+    ban = Event(kind="ban", nation="CN", destination="US", start=2, months=14, elements=CONTROLLED,
+                restrict_re_export=True)
+    base_price, _ = run(())
+    price, unserved = run((ban,))
+    short = unserved > 1e-6
+    assert short.any()
+    assert (price[short] > 1.5 * base_price[short]).all()
+
+
+def test_a_denied_end_use_must_have_users_in_the_licence_destinations():
+    """The review: a denial of defence on a licence to Malaysia (no defence magnet users
+    there) changed nothing and was accepted."""
+    with pytest.raises(ScenarioError, match=r"denied_end_uses.*has none in MY"):
+        scenario_from_dict({"horizon_months": 16, "events": [
+            {"kind": "licence", "nation": "CN", "destination": "MY", "start": 3, "months": 12,
+             "elements": list(CONTROLLED), "approval_share": 0.3, "denied_end_uses": ["defence"]}]})

@@ -21,7 +21,7 @@ from tests.test_cli import ree
 SHORT = {"horizon_months": 18, "shock_start": 2, "quota_cut": 0.9}
 NEW_METRICS = [
     *(f"{metric}_{stage}" for stage in ("oxide", "metal", "magnet")
-      for metric in ("supply_made_in_exporter_fraction", "new_capacity_outside_exporter_tproduct")),
+      for metric in ("supply_made_in_exporter_fraction", "new_capacity_outside_exporter_tproductpy")),
     "magnet_user_shortfall_outside_exporter_tproduct", "other_end_use_shortfall_outside_exporter_tproduct",
 ]
 
