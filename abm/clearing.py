@@ -10,7 +10,8 @@ bid curve per product (``p`` the zone price, USD/kg):
 
     offer(p) = 0                                                         if p < cost
              = clip(stock - keep * (p / expected) ** -holdback, 0, stock)    otherwise
-    want(p)  = quantity * (p / planning) ** elasticity     if p <= choke * planning, else 0
+    want(p)  = quantity * (p / planning) ** elasticity - shift     if p <= choke * planning, else 0
+             (at least 0; ``shift`` the licensed shipments the buyers already got)
 
 Sellers sell nothing below their marginal cost (the cost floor) and hold back inventory
 when the price is below what they expect: a seller whose stock is below what it wants
@@ -86,18 +87,23 @@ class Bids:
 
     ``planning`` (> 0) is the price buyers planned at (last month's zone price),
     ``elasticity`` (< 0) the price elasticity of the bid curve, ``choke`` (> 0, float or
-    [P, Z]) the factor over ``planning`` above which the zone's buyers do not pay this month.
+    [P, Z]) the factor over ``planning`` above which the zone's buyers do not pay this
+    month; ``shift`` (>= 0, float or [P, Z]) t the buyers already got (licensed
+    shipments), which the curve is net of: they want ``quantity (p / planning) **
+    elasticity - shift`` (at least 0), so a shipment of what they would have bought
+    leaves them at the price they would have paid.
     """
 
     quantity: np.ndarray
     planning: np.ndarray
     elasticity: float
     choke: float | np.ndarray
+    shift: float | np.ndarray = 0.0
 
     def want(self, price: np.ndarray) -> np.ndarray:
         """t buyers want at ``price`` [P, Z] USD/kg, up to the choke price (0 above it)."""
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            wanted = self.quantity * (price / self.planning) ** self.elasticity
+            wanted = np.maximum(self.quantity * (price / self.planning) ** self.elasticity - self.shift, 0.0)
         return np.where((self.quantity > 0) & (price <= self.choke_price * (1 + 1e-12)), wanted, 0.0)
 
     @property
@@ -169,7 +175,8 @@ class _Curves:
     stock: np.ndarray
     elasticity: float
     holdback: float
-    want_log: np.ndarray  # ln want = elasticity * y + want_log below the choke
+    want_log: np.ndarray  # ln (want + shift) = elasticity * y + want_log below the choke
+    want_shift: np.ndarray  # t the buyers already got
     held_log: np.ndarray  # ln held = -holdback * y + held_log
     y_cost: np.ndarray
     y_choke: np.ndarray
@@ -188,7 +195,8 @@ def _curves(offers: Offers, bids: Bids) -> _Curves:
         y_cost = np.maximum(np.log(offers.cost), LN_FLOOR)
         y_keep = np.where(offers.stock > 0, y_exp + np.log(offers.keep / offers.stock) / h, np.inf)
     return _Curves(
-        stock=offers.stock, elasticity=e, holdback=h, want_log=want_log, held_log=held_log, y_cost=y_cost,
+        stock=offers.stock, elasticity=e, holdback=h, want_log=want_log,
+        want_shift=np.broadcast_to(np.asarray(bids.shift, dtype=float), offers.stock.shape), held_log=held_log, y_cost=y_cost,
         y_choke=y_plan + np.log(bids.choke), y_plan=y_plan, y_sell=np.maximum(y_cost, y_keep),
         size=offers.stock.sum(axis=1) + bids.quantity.sum(axis=1),
     )
@@ -241,6 +249,7 @@ def _pack(c: _Curves, a: _Access) -> np.ndarray:
         hub_roots.SELL_SHIFT: a.sell_shift, hub_roots.EXPORT_CAP: a.export_cap, hub_roots.CAN_SELL: a.can_sell,
         hub_roots.RESTRICTED: a.restricted, hub_roots.BANNED_ORIGIN: a.banned_origin,
         hub_roots.SUPPLIES_RESTRICTED: a.supplies_restricted, hub_roots.Y_SELL: c.y_sell, hub_roots.Y_PLAN: c.y_plan,
+        hub_roots.WANT_SHIFT: c.want_shift,
     }
     packed = np.empty((hub_roots.FIELDS, *c.stock.shape))
     for field, values in fields.items():
@@ -348,7 +357,7 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
     net = flow.sum(axis=1) - flow.sum(axis=2)
     sold = np.minimum(np.maximum(bought - net, 0.0), offers.stock)
     bought = np.maximum(sold + net, 0.0)
-    want_choke = np.where(bids.quantity > 0, bids.quantity * bids.choke**bids.elasticity, 0.0)
+    want_choke = np.where(bids.quantity > 0, np.maximum(bids.quantity * bids.choke**bids.elasticity - bids.shift, 0.0), 0.0)
     unserved = np.where(at_choke, np.maximum(want_choke - bought, 0.0), 0.0)
     return Clearing(flow=flow, price=price, sold=sold, bought=bought, unserved=unserved,
                     border_price=np.maximum(np.exp(netback), price), hub=np.stack([hi, r_hi[1]]))

@@ -40,8 +40,8 @@ _compiled = njit(cache=True, error_model="numpy")
 
 # Fields of ``curves`` [F, P, Z].
 STOCK, WANT_LOG, HELD_LOG, Y_COST, Y_CHOKE, BUY_SHIFT, SELL_SHIFT, EXPORT_CAP = range(8)
-CAN_SELL, RESTRICTED, BANNED_ORIGIN, SUPPLIES_RESTRICTED, Y_SELL, Y_PLAN = range(8, 14)
-FIELDS = 14
+CAN_SELL, RESTRICTED, BANNED_ORIGIN, SUPPLIES_RESTRICTED, Y_SELL, Y_PLAN, WANT_SHIFT = range(8, 15)
+FIELDS = 15
 
 PRICE_FLOOR = 1e-6  # USD/kg no price falls below: far below any product's cost
 LN_FLOOR = math.log(PRICE_FLOOR)
@@ -55,8 +55,11 @@ BRACKET_WIDENINGS = 8  # fourfold widenings before it takes the whole range
 
 @_compiled
 def _want(curves, elasticity, p, z, y):
-    """t zone z's buyers want of product p at log price y (0 above their choke price)."""
-    return math.exp(elasticity * y + curves[WANT_LOG, p, z]) if y <= curves[Y_CHOKE, p, z] else 0.0
+    """t zone z's buyers want of product p at log price y (0 above their choke price),
+    net of what they already got (``WANT_SHIFT``)."""
+    if y > curves[Y_CHOKE, p, z]:
+        return 0.0
+    return max(math.exp(elasticity * y + curves[WANT_LOG, p, z]) - curves[WANT_SHIFT, p, z], 0.0)
 
 
 @_compiled

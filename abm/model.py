@@ -889,8 +889,8 @@ class RareEarthModel(mesa.Model):
         cleared = clear(
             Offers(stock=stock_left, keep=np.clip(keep, 0.0, stock_left), expected=self._expected_price(),
                    cost=self._cost_floor(), holdback=market.holdback),
-            Bids(quantity=np.maximum(bids - shipped_in, 0.0), planning=self.product_price, elasticity=market.short_run_elasticity,
-                 choke=self._choke(plant_bid)),
+            Bids(quantity=bids, planning=self.product_price, elasticity=market.short_run_elasticity,
+                 choke=self._choke(plant_bid), shift=shipped_in),
             links, previous=self._clearing,
         )
         self._clearing = cleared
