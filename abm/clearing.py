@@ -357,6 +357,9 @@ def clear(offers: Offers, bids: Bids, links: Links, previous: Clearing | None = 
     net = flow.sum(axis=1) - flow.sum(axis=2)
     sold = np.minimum(np.maximum(bought - net, 0.0), offers.stock)
     bought = np.maximum(sold + net, 0.0)
+    # A zone whose buyers got something pays at most their choke price (a zone price
+    # within the bracket's width above it, on the step where the hub split, is rounding).
+    price = np.where((bought > 0) & (price > bids.choke_price), bids.choke_price, price)
     want_choke = np.where(bids.quantity > 0, np.maximum(bids.quantity * bids.choke**bids.elasticity - bids.shift, 0.0), 0.0)
     unserved = np.where(at_choke, np.maximum(want_choke - bought, 0.0), 0.0)
     return Clearing(flow=flow, price=price, sold=sold, bought=bought, unserved=unserved,
