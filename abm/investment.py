@@ -243,7 +243,8 @@ class Investors:
         counted = np.minimum(self.expected_margin, margins.margin)
         if margins.top_up.any():
             counted = counted + margins.top_up * self._floor_cover(online, floor_end)
-        charge = self.charge * (1.0 - self._grant_share(month))  # what investors still pay for
+        granted = self._grant_share(month)  # [U] of a project committed now
+        charge = self.charge * (1.0 - granted)  # what investors still pay for
         excess = (counted - charge) / np.maximum(self.expected_cash + charge, 1e-12)
         share = np.clip(params.response * excess, 0.0, params.max_share_per_year)  # of capacity a year
         new = np.where(self.utilisation >= params.min_utilisation, share, 0.0) / MONTHS_PER_YEAR * capacity
@@ -254,7 +255,7 @@ class Investors:
             self.online = np.concatenate([self.online, online[fresh]])
             self.abandoned = np.concatenate([self.abandoned, np.zeros(len(fresh), dtype=bool)])
             self.weak = np.concatenate([self.weak, np.zeros(len(fresh), dtype=int)])
-            self.granted = np.concatenate([self.granted, self._grant_share(month)[fresh]])
+            self.granted = np.concatenate([self.granted, granted[fresh]])
         self.committed = self._by_label(new)
         paying = ~self.abandoned & (month < self.online - 1)  # a project's lead months, from its commitment
         spend = self.granted * self.capex[self.unit] * MONTHS_PER_YEAR * self.capacity / np.maximum(self.lead[self.unit], 1)
