@@ -18,13 +18,15 @@ bench:
 # Everything committed under results/ (see results/README.md), the main job included.
 # Batch stores are started afresh: a store made by other model code is refused.
 results:
-	rm -rf results/diversification results/quota_sweep results/sensitivity results/licensing_2025_approval
+	rm -rf results/diversification results/quota_sweep results/sensitivity results/licensing_2025_approval results/negotiation
 	$(MAKE) main
 	.venv/bin/ree run experiments/baseline.toml
 	.venv/bin/ree run experiments/quota_shock.toml --out results/runs/quota_shock
 	.venv/bin/ree batch experiments/quota_sweep.toml
 	.venv/bin/ree batch experiments/sensitivity.toml
 	.venv/bin/ree batch experiments/licensing_2025_approval.toml
+	.venv/bin/ree batch experiments/negotiation.toml
+	.venv/bin/ree run experiments/truce_2025.toml --out results/runs/truce_2025
 	.venv/bin/ree calibrate
 	.venv/bin/ree validate
 	scripts/setup.sh --test

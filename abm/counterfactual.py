@@ -62,6 +62,12 @@ class CounterfactualExports:
             self._run.advance_counterfactual()
         return self._run.product_flow
 
+    @property
+    def run(self) -> RareEarthModel | None:
+        """The counterfactual run as it stands (after the last month it stepped), or None
+        while none runs (no percentage cut or licence in force)."""
+        return self._run
+
     def stop(self) -> None:
         """No percentage cut or licence is in force: drop the counterfactual run (the next
         one forks from the state of that month)."""

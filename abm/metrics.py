@@ -131,7 +131,7 @@ UNITS: dict[str, str] = {
     "fraction": "a share, 0-1 (volatility: per year)",
     "ratio": "a ratio of two prices",
     "index": "a dimensionless index, 0-1",
-    "count": "a number of suppliers (fractional: an effective number)",
+    "count": "a number (of suppliers: fractional, an effective number; of events)",
     "flag": "1 for yes, 0 for no",
 }
 # What a suffix names: one value per element (Nd, Pr ...), per stage or per policy lever.
@@ -220,6 +220,15 @@ _CATALOGUE = (
     Metric("mean_tension", "index", "mean tension", "mean bilateral tension over pairs and months"),
     Metric("policy_cost", "usd", "policy cost", "what the policy levers cost over the run (per lever: that lever)",
            "lever"),
+    Metric("deal_share", "fraction", "guaranteed share",
+           "mean over months 1 to the horizon of the share of the negotiating party's need of the element that a "
+           "negotiated deal guaranteed (abm.negotiation; 0 without [negotiation])", "element", False),
+    Metric("deal", "months", "months under a deal", "months a negotiated deal was in force"),
+    Metric("deal_breaks", "count", "deal breaks",
+           "negotiated deals broken before their term because one side's value of no deal overtook the deal's"),
+    Metric("deal_transfer", "usd", "deal transfer",
+           "what the negotiating party paid for its deals (the concessions): each month under a deal, its "
+           "transfer spread over the months of its horizon"),
 )
 METRICS: dict[str, Metric] = {metric.base: metric for metric in _CATALOGUE}
 

@@ -34,7 +34,9 @@ from abm.data.chain import SupplyChain, load_supply_chain
 from abm.domestic_policy import SupplyQuotas, reserve_trade
 from abm.investment import Floor, Investors
 from abm.levers import capped_shares
-from abm.policy import evolve_tension, export_rules
+from abm.metrics import USD_PER_T_PER_USD_PER_KG
+from abm.negotiation import Exposure, Talks
+from abm.policy import evolve_tension, export_rules, party_fill, with_deal
 from abm.programmes import Programmes
 from abm.scenario import KEYWORD_PATHS, Scenario, load_scenario, setting_value
 from abm.trade import (
@@ -59,10 +61,14 @@ RECORDED = (
     "recycled", "consumed", "losses", "stocks",
     "capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned",
     "production_quota", "state_reserve", "reserve_purchases",
+    "deal_share", "deal_price", "deal_in_force", "deal_value",
 )
+# The labels of a negotiating party's values (``deal_value``), USD over its horizon
+# (``abm.negotiation.Values``), and the transfer of the deal in force.
+DEAL_VALUES = ("importer_deal", "importer_no_deal", "exporter_deal", "exporter_no_deal", "transfer")
 # Recorded arrays without an element axis.
 WITHOUT_ELEMENT = ("tension", "policy_cost", "capacity_committed", "capacity_building", "capacity_online",
-                   "capacity_abandoned", "production_quota")
+                   "capacity_abandoned", "production_quota", "deal_in_force", "deal_value")
 # Product records, [P, R] (or [P, R, R] for flows), labelled by ``abm.run.tidy_product_series``.
 PRODUCT_RECORDED = (
     "product_price", "production", "product_received", "product_shortfall", "product_unserved", "product_flow",
@@ -131,7 +137,8 @@ class RareEarthModel(mesa.Model):
     ``permit_delay_months``, ``refining_capacity`` t/yr, ``refining_jv``,
     ``partnership_share``, ``substitution_rd`` USD/yr, ``recycling_rate``,
     ``recycling_subsidy`` USD/kg, ``stockpile_months``, ``contract_share``,
-    ``max_origin_share``, ``agreement``, ``price_floor`` USD/kg). An override is
+    ``max_origin_share``, ``agreement``, ``price_floor`` USD/kg) and ``negotiation``
+    (on/off: ``abm.negotiation``). An override is
     validated like the same key in a file; None keeps the scenario's value.
     ``record_agents=True`` also records every agent each month (``AGENT_REPORTERS``; see
     ``abm.run.tidy_agent_series``); it is a recording switch, not a scenario setting, and
@@ -168,6 +175,7 @@ class RareEarthModel(mesa.Model):
         max_origin_share: float | None = None,
         agreement: bool | None = None,
         price_floor: float | None = None,
+        negotiation: bool | None = None,
         record_agents: bool = False,
     ) -> None:
         spec = resolve_scenario(scenario).with_overrides(
@@ -177,7 +185,7 @@ class RareEarthModel(mesa.Model):
             refining_capacity=refining_capacity, refining_jv=refining_jv, partnership_share=partnership_share,
             substitution_rd=substitution_rd, recycling_rate=recycling_rate, recycling_subsidy=recycling_subsidy,
             stockpile_months=stockpile_months, contract_share=contract_share, max_origin_share=max_origin_share,
-            agreement=agreement, price_floor=price_floor,
+            agreement=agreement, price_floor=price_floor, negotiation=negotiation,
         )
         keywords = {name: setting_value(spec, name) for name in KEYWORD_PATHS}
         mesa_scenario = MesaScenario(rng=rng, scenario=scenario, record_agents=record_agents, **keywords)
@@ -200,6 +208,9 @@ class RareEarthModel(mesa.Model):
         # Levers draw from their own stream, seeded by one draw that every run makes, so
         # switching a lever never shifts the random numbers of the rest of the model.
         self.programmes = Programmes(self.spec, np.random.default_rng(self.rng.integers(2**63)))
+        talks = self.spec.negotiation
+        self.talks = Talks(talks, self.spec.tension.mean) if talks.enabled else None
+        self.negotiating_party = ("+".join(talks.importers),) if talks.enabled else ()
         self._reach = element_reach(self.chain)
         self._stage = np.array(data.stage)
         self._taxed = np.isin(self._stage, TAXED_STAGES)
@@ -236,12 +247,16 @@ class RareEarthModel(mesa.Model):
         _, rules = self._product_rules(0, np.full(len(self.spec.tension.pairs), self.spec.tension.mean))
         return self.product_reference[:, None] / (1.0 + rules.export_tax.T)
 
-    def _product_rules(self, month: int, tension: np.ndarray, guaranteed_share: float = 0.0) -> tuple:
+    def _product_rules(self, month: int, tension: np.ndarray, guaranteed_share: float = 0.0,
+                       negotiate: bool = False) -> tuple:
         """This month's export rules, per element (``ExportRules``) and per product
-        (``ProductRules``); a counterfactual run's leave out percentage cuts and licences."""
+        (``ProductRules``); a counterfactual run's leave out percentage cuts and licences.
+        ``negotiate``: the negotiating party reviews its deal on them first (``_negotiate``)."""
         rules = export_rules(self.spec, month, tension, self.regions, self.elements, self.deposits,
                              guaranteed_share=guaranteed_share, counterfactual=self.counterfactual is None,
                              trailing_exports=self._recent_exports())
+        if negotiate and self.talks is not None:
+            rules = self._negotiate(rules, tension)
         return rules, product_rules(rules, self._reach, self._taxed, self._stage)
 
     def _recent_exports(self) -> np.ndarray:
@@ -571,6 +586,12 @@ class RareEarthModel(mesa.Model):
         self.state_reserve = np.zeros((n_elements, len(self.exporters)))
         self.reserve_purchases = np.zeros((n_elements, len(self.exporters)))
         self.production_quota = np.zeros(len(self.quota_labels()))
+        n_parties = len(self.negotiating_party)
+        self.deal_share, self.deal_price = np.zeros((n_elements, n_parties)), np.zeros((n_elements, n_parties))
+        self.deal_in_force = np.zeros(n_parties)
+        self.deal_value = np.zeros(len(DEAL_VALUES) * n_parties)
+        self._party = np.isin(np.array(self.regions), self.spec.negotiation.importers)
+        self._deal_elements = np.isin(np.array(self.elements), self.spec.negotiation.elements)
         self.trade = np.zeros((n_elements, n_regions, n_regions))  # [E, from, to] t this month
         self.restricted = np.zeros((n_elements, n_regions, n_regions), dtype=bool)
         self.policy_cost = np.zeros(len(self.programmes.names))
@@ -646,9 +667,66 @@ class RareEarthModel(mesa.Model):
         programmes = self.programmes
         tension = evolve_tension(self.tension, self.spec.tension, self.rng, mean=programmes.tension_means())
         self._drawn_tension = programmes.check_breach(tension, self.month)
-        rules, product = self._product_rules(self.month, self._drawn_tension, programmes.guaranteed_share())
+        rules, product = self._product_rules(self.month, self._drawn_tension, programmes.guaranteed_share(),
+                                             negotiate=self.counterfactual is not None)
         self.tension = np.clip(self._drawn_tension + rules.announced, 0.0, 1.0)
         return rules, product
+
+    def _negotiate(self, rules, tension: np.ndarray):
+        """The negotiating party and the exporter review their deal on this month's rules
+        without one (``abm.negotiation.Talks``); the rules under the deal, and its records."""
+        exporter = self.regions.index(self.spec.shock.exporter)
+        talks = self.talks
+        exposure = self._exposure(rules, exporter, tension)
+        share = talks.review(self.month, exposure)
+        need = self.demand_by_region[:, self._party].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            guaranteed = np.where(need > 0, share * exposure.imports / need, 0.0)
+            revenue = exposure.price @ exposure.restored(share)
+            markup = talks.terms.transfer / (talks.params.horizon_months * revenue) if share > 0 and revenue > 0 else 0.0
+        # new arrays each month: DataCollector keeps the objects it is given
+        self.deal_share = np.minimum(guaranteed, 1.0)[:, None]
+        self.deal_price = np.where(share > 0, exposure.price / USD_PER_T_PER_USD_PER_KG * (1.0 + markup), 0.0)[:, None]
+        self.deal_price = np.where(self._deal_elements[:, None], self.deal_price, 0.0)
+        self.deal_in_force = np.array([float(share > 0)])
+        values = talks.values
+        self.deal_value = np.array([values.importer_deal, values.importer_no_deal, values.exporter_deal,
+                                    values.exporter_no_deal, talks.terms.transfer if share > 0 else 0.0])
+        return with_deal(rules, exporter, self._party, self._deal_elements, share)
+
+    def _exposure(self, rules, exporter: int, tension: np.ndarray) -> Exposure:
+        """The negotiating party's position on the deal's elements from last month's
+        state, the counterfactual run's (what it would need and pay without the
+        controls; its own state while none runs) and this month's rules without a deal
+        (``abm.negotiation.Exposure``)."""
+        party, content, deal = self._party, self.chain.content, self._deal_elements
+        without = self.counterfactual.run or self
+        reference = self.product_flow if self._reference is None else self._reference  # [P, R, R]
+        by_member = reference[:, exporter][:, party].T @ content * deal  # [members, E] t
+        imports = by_member.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fill = np.where(imports > 0, (party_fill(rules, exporter, party) * by_member).sum(axis=0) / imports, 1.0)
+        columns = [self.importing_regions.index(r) for r in np.array(self.regions)[party] if r in self.importing_regions]
+        drawn = sum((s.sold for s in self.stockpiles if party[s.region_index]), np.zeros(len(self.elements)))
+        need = without.demand_by_region[:, party]  # [E, members]
+        gap = need.sum(axis=1) - self.supply[:, columns].sum(axis=1) + drawn
+        if self.talks.terms is not None:  # what only the deal let through
+            shipped = self.product_flow[:, exporter][:, party].sum(axis=1) @ content
+            gap = gap + np.maximum(shipped - fill * imports, 0.0)
+        weight = need + 1e-12
+        price = (without.trade_price[:, party] * weight).sum(axis=1) / weight.sum(axis=1)  # [E] USD/kg
+        pairs = [i for i, (a, x) in enumerate(self.spec.tension.parsed_pairs)
+                 if x == self.spec.shock.exporter and a in self.spec.negotiation.importers]
+        to_usd_per_t = self.reference_price * USD_PER_T_PER_USD_PER_KG
+        return Exposure(
+            need=need.sum(axis=1) * deal, gap=np.maximum(gap, 0.0) * deal,
+            stock=(self.strategic_stock[:, columns] + self.stockpile[:, columns]).sum(axis=1),
+            imports=imports, fill=fill, price=price * USD_PER_T_PER_USD_PER_KG,
+            ceiling=self.market.backstop_ratio * to_usd_per_t,
+            unmet_cost=self.talks.params.unmet_cost_ratio * to_usd_per_t,
+            elasticity=self.market.short_run_elasticity,
+            tension=float(tension[pairs].mean()) if pairs else self.spec.tension.mean,
+        )
 
     def _set_export_rules(self, rules: tuple, spin_up: bool) -> None:
         """Each nation sets its export caps and bans per product; scripted outages and
@@ -1156,4 +1234,8 @@ class RareEarthModel(mesa.Model):
             "production_quota": self.quota_labels(),
             "state_reserve": self.exporters,
             "reserve_purchases": self.exporters,
+            "deal_share": self.negotiating_party,
+            "deal_price": self.negotiating_party,
+            "deal_in_force": self.negotiating_party,
+            "deal_value": tuple(f"{party}:{value}" for party in self.negotiating_party for value in DEAL_VALUES),
         }

@@ -13,6 +13,7 @@ gets the tighter cap. A restriction raises the tension of the pairs it hits in t
 it is announced (``notice_months`` before its start, or at its start).
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,6 +158,54 @@ def export_rules(
         quota_cut=cut, banned=banned, outage=outage, tonnage_quotas=tuple(tonnage), export_tax=tax,
         licences=tuple(licences), announced=announced, re_export_banned=re_export_banned,
     )
+
+
+def with_deal(rules: ExportRules, exporter: int, party: np.ndarray, elements: np.ndarray, share: float) -> ExportRules:
+    """The rules under a deal (``abm.negotiation``): ``exporter`` lets at least ``share``
+    of its applications from the ``party`` [R] for products carrying the deal's
+    ``elements`` [E] through.
+
+    Each of its licences that grants the party less on those elements is split: the rest
+    of its destinations and elements keep its terms, the party's licence on the deal's
+    elements grants ``share`` (after the licence's own delay). A percentage cut on the
+    deal's elements becomes a licence on every destination granting ``1 - cut`` at once
+    (the same cap against the same counterfactual exports), split likewise. Bans and
+    tonnage quotas stay. ``share`` 0: the rules unchanged."""
+    if share <= 0:
+        return rules
+    cut = rules.quota_cut.copy()
+    covered = elements & (cut[exporter] > 0)
+    others = np.arange(len(party)) != exporter
+    licences = list(rules.licences) + [
+        Licence(exporter, 1.0 - value, 0, covered & (cut[exporter] == value), STAGES, others, False, ())
+        for value in np.unique(cut[exporter][covered])
+    ]
+    cut[exporter] = np.where(covered, 0.0, cut[exporter])
+    dealt: list[Licence] = []
+    for licence in licences:
+        hit, on = licence.destinations & party, licence.elements & elements
+        if licence.region != exporter or not hit.any() or not on.any() or licence.approval_share >= share:
+            dealt.append(licence)
+            continue
+        if (licence.destinations & ~party).any():
+            dealt.append(dataclasses.replace(licence, destinations=licence.destinations & ~party))
+        if (licence.elements & ~elements).any():
+            dealt.append(dataclasses.replace(licence, destinations=hit, elements=licence.elements & ~elements))
+        dealt.append(dataclasses.replace(licence, destinations=hit, elements=on, approval_share=share))
+    return dataclasses.replace(rules, quota_cut=cut, licences=tuple(dealt))
+
+
+def party_fill(rules: ExportRules, exporter: int, party: np.ndarray) -> np.ndarray:
+    """[members of ``party``, E] the share of its applications ``exporter``'s rules let
+    through to each member of the party, element by element: 1 less its percentage cut,
+    the lowest approval share of its licences on the member, 0 where it bans the member."""
+    fill = np.repeat((1.0 - rules.quota_cut[exporter])[None, :], int(party.sum()), axis=0)
+    members = np.flatnonzero(party)
+    for licence in rules.licences:
+        if licence.region == exporter:
+            applies = licence.destinations[members][:, None] & licence.elements[None, :]
+            fill = np.where(applies, np.minimum(fill, licence.approval_share), fill)
+    return np.where(rules.banned[exporter][:, members].T, 0.0, fill)
 
 
 def _tension_rules(cut: np.ndarray, banned: np.ndarray, tension: np.ndarray, params: TensionParameters,

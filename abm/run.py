@@ -15,7 +15,7 @@ from abm.metrics import (
     service_level, shortfall_depth, shortfall_fraction,
 )
 from abm.model import (
-    AGENT_LABELS, AGENT_REPORTERS, ALL, PRODUCT_AGENTS, PRODUCT_RECORDED, RECORDED, WITHOUT_ELEMENT, WORLD,
+    AGENT_LABELS, AGENT_REPORTERS, ALL, DEAL_VALUES, PRODUCT_AGENTS, PRODUCT_RECORDED, RECORDED, WITHOUT_ELEMENT, WORLD,
     RareEarthModel, resolve_scenario,
 )
 from abm.scenario import Scenario, ScenarioError
@@ -359,7 +359,27 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     put("policy_cost_usd", policy_cost.sum())
     for k, lever in enumerate(model.programmes.names):
         put("policy_cost_usd", policy_cost[:, k].sum(), lever)
+    _deal_metrics(put, model)
     return {name: metrics[name] for name in metric_names(model.elements, model.programmes.names)}
+
+
+def _deal_metrics(put: Callable[..., None], model: RareEarthModel) -> None:
+    """The negotiated deal's figures over months 1 to the horizon (``abm.negotiation``;
+    zeros without ``[negotiation]``): months in force, breaks, the transfer paid (a deal's
+    transfer over its horizon, paid month by month) and the mean guaranteed share of the
+    party's need per element."""
+    recorded = model.datacollector.model_vars
+    in_force = np.asarray(recorded["deal_in_force"], dtype=float)[1:].sum(axis=1)  # [T] (0 or 1)
+    share = np.asarray(recorded["deal_share"], dtype=float)[1:].sum(axis=2)  # [T, E]
+    put("deal_months", in_force.sum())
+    put("deal_breaks_count", model.talks.breaks if model.talks is not None else 0.0)
+    transfer = 0.0
+    if model.talks is not None:
+        values = np.asarray(recorded["deal_value"], dtype=float)[1:]  # [T, DEAL_VALUES]
+        transfer = values[:, DEAL_VALUES.index("transfer")].sum() / model.talks.params.horizon_months
+    put("deal_transfer_usd", transfer)
+    for e, element in enumerate(model.elements):
+        put("deal_share_fraction", share[:, e].mean() if len(share) else 0.0, element)
 
 
 def _new_capacity_outside(model: RareEarthModel, exporter: str) -> dict[str, float]:

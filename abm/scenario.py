@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from abm.data import BASE_YEARS, DEFAULT_BASE_YEAR, load_calibration
 from abm.chain import COVERED_SHARE
 from abm.domestic_policy import DomesticPolicy
+from abm.negotiation import Negotiation
 from abm.data.chain import STAGES, load_supply_chain
 from abm.levers import (
     LEVER_KEYWORDS, LEVER_SECTIONS, Agreement, CapitalGrant, Contracts, DomesticMining, Partnership, PriceFloor,
@@ -226,6 +227,7 @@ class Scenario:
     price_floor: PriceFloor = field(default_factory=PriceFloor)
     capital_grant: CapitalGrant = field(default_factory=CapitalGrant)
     domestic_policy: DomesticPolicy = field(default_factory=DomesticPolicy)
+    negotiation: Negotiation = field(default_factory=Negotiation)
 
     def with_overrides(self, source: str = "keyword", **overrides: Any) -> "Scenario":
         """A copy with model keywords applied (``quota_cut``, ``stockpile_months``, ...),
@@ -315,10 +317,11 @@ KEYWORD_PATHS: dict[str, tuple[str | None, str]] = {
     "shock_months": ("shock", "months"),
     "tension_volatility": ("tension", "volatility"),
     **LEVER_KEYWORDS,
+    "negotiation": ("negotiation", "enabled"),
 }
 _SECTIONS: dict[str, type] = {
     "market": MarketParameters, "investment": InvestmentParameters, "tension": TensionParameters, "shock": Shock,
-    **LEVER_SECTIONS, "domestic_policy": DomesticPolicy,
+    **LEVER_SECTIONS, "domestic_policy": DomesticPolicy, "negotiation": Negotiation,
 }
 
 
@@ -360,6 +363,7 @@ def _check_consistency(scenario: Scenario, source: str | Path) -> None:
             )
     _check_shock(scenario, source)
     _check_domestic_policy(scenario, source)
+    _check_negotiation(scenario, source)
     for index, event in enumerate(scenario.events):
         _check_event(scenario, event, f"events[{index}].", source)
     substitution = scenario.substitution
@@ -385,6 +389,27 @@ def _check_domestic_policy(scenario: Scenario, source: str | Path) -> None:
     if policy.band_high <= policy.band_low:
         raise ScenarioError(source, "domestic_policy.band_high", policy.band_high,
                             f"a number > domestic_policy.band_low ({policy.band_low:g})")
+
+
+def _check_negotiation(scenario: Scenario, source: str | Path) -> None:
+    """A negotiating party is one or more importing regions other than the exporter, at
+    a positive mean tension (its leverage is scaled by tension over the mean), and the
+    scripted agreement is off (the negotiation decides what that switch scripts)."""
+    talks = scenario.negotiation
+    if not talks.enabled:
+        return
+    exporter = scenario.shock.exporter
+    if not talks.importers or exporter in talks.importers:
+        raise ScenarioError(source, "negotiation.importers", list(talks.importers),
+                            f"one or more importing regions other than the exporter {exporter}")
+    if not talks.elements:
+        raise ScenarioError(source, "negotiation.elements", [], "at least one element for a deal")
+    if scenario.tension.mean <= 0:
+        raise ScenarioError(source, "tension.mean", scenario.tension.mean,
+                            "a number > 0 with [negotiation] on (the exporter's leverage is scaled by tension over it)")
+    if scenario.agreement.enabled:
+        raise ScenarioError(source, "agreement.enabled", True,
+                            "false with [negotiation] on (the negotiation decides whether a deal holds)")
 
 
 def separating_regions(scenario: Scenario) -> tuple[str, ...]:

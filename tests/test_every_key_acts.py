@@ -225,3 +225,40 @@ def test_the_policy_table_covers_every_key():
 def test_every_domestic_policy_key_changes_the_run(key, value):
     varied = {**POLICY_BASE, "domestic_policy": {**POLICY_BASE["domestic_policy"], key: value}}
     assert not np.array_equal(_fingerprint(varied), _fingerprint(POLICY_BASE)), f"domestic_policy.{key} changed nothing"
+
+
+# Negotiated deals (abm.negotiation): Dy/Tb licences from month 0 give the party a gap to
+# bargain over; a modest leverage lets deals form. Every key moves the prices or the
+# deal's values (a discount rate only splits the surplus: the transfer).
+NEGOTIATION_BASE = {
+    "events": [dict(kind="licence", nation="CN", start=0, months=HORIZON, approval_share=0.4, delay_months=0,
+                    elements=["Dy", "Tb"])],
+    "negotiation": dict(enabled=True, importers=["US", "JP", "EU"], concession_usd_per_year=2e8, round_months=2,
+                        duration_months=3),
+}
+NEGOTIATION_VARIANTS = dict(
+    enabled=False, importers=["US"], elements=["Dy"], round_months=1, duration_months=1, horizon_months=6,
+    unmet_cost_ratio=200.0, concession_usd_per_year=2e9, importer_discount_rate=0.3, exporter_discount_rate=0.3,
+    max_guaranteed_share=0.6,
+)
+
+
+def _deal_fingerprint(table: dict) -> np.ndarray:
+    model = RareEarthModel(rng=5, scenario=scenario_from_dict({"horizon_months": HORIZON, **table}))
+    records = []
+    while model.running:
+        model.step()
+        records.append(np.concatenate([model.product_price.ravel(), model.deal_value, model.deal_share.ravel()]))
+    return np.array([np.pad(r, (0, max(map(len, records)) - len(r))) for r in records])
+
+
+def test_the_negotiation_table_covers_every_key():
+    from abm.negotiation import Negotiation
+    assert set(NEGOTIATION_VARIANTS) == {f.name for f in dataclasses.fields(Negotiation)}
+
+
+@pytest.mark.parametrize("key, value", list(NEGOTIATION_VARIANTS.items()), ids=list(NEGOTIATION_VARIANTS))
+def test_every_negotiation_key_changes_the_run(key, value):
+    varied = {**NEGOTIATION_BASE, "negotiation": {**NEGOTIATION_BASE["negotiation"], key: value}}
+    assert not np.array_equal(_deal_fingerprint(varied), _deal_fingerprint(NEGOTIATION_BASE)), (
+        f"negotiation.{key} changed nothing")

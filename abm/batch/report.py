@@ -41,6 +41,10 @@ SUPPLY_CHAIN_OUTCOMES = (
     *(m.name(stage) for stage in STAGES for m in METRICS.values() if m.per == "stage"),
     *(m.name() for m in METRICS.values() if m.unit == "tproduct" and m.total),
 )
+# The negotiated deals section (abm.negotiation): months under a deal, breaks, what the
+# party paid, and the guaranteed shares of the elements the 2025 licences cover first.
+DEAL_OUTCOMES = ("deal_months", "deal_breaks_count", "deal_transfer_usd", "deal_share_fraction_Dy",
+                 "deal_share_fraction_Tb")
 # Outcomes whose sensitivity indices the report shows.
 SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
 RESAMPLES = 2000
@@ -363,6 +367,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     gained = resilience_gained(ok, rng)
     figures = folder / "figures"
     supply = supply_chain_summary(ok, rng)  # after the others: their intervals keep their random numbers
+    deals = summarise(ok, rng, DEAL_OUTCOMES) if _negotiating(ok, experiment) else None
     atomic_write(folder / "summary.csv", lambda h: summary.to_csv(h, index=False))
     written.append(folder / "summary.csv")
     if not gained.empty:
@@ -371,6 +376,9 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if supply is not None:
         atomic_write(folder / "supply_chain.csv", lambda h: supply.to_csv(h, index=False))
         written.append(folder / "supply_chain.csv")
+    if deals is not None:
+        atomic_write(folder / "deals.csv", lambda h: deals.to_csv(h, index=False))
+        written.append(folder / "deals.csv")
     if "price" in set(series.get("variable", pd.Series(dtype=str))):
         plot_fan_charts(series, ok, figures / "price_fan_none.png")
         written.append(figures / "price_fan_none.png")
@@ -385,13 +393,22 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if write_ema(metrics, folder / "ema_results.tar.gz", experiment, series):
         written.append(folder / "ema_results.tar.gz")
     figures_written = [p for p in written if p.suffix == ".png"]
-    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply)
+    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals)
     atomic_write(folder / "report.md", lambda h: h.write(report))
     written.append(folder / "report.md")
     return written
 
 
-def _report_text(manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None) -> str:
+def _negotiating(metrics: pd.DataFrame, experiment) -> bool:
+    """Whether a store's runs negotiated: its scenario or a factor turns [negotiation] on,
+    or a run held a deal."""
+    if "deal_months" not in metrics:
+        return False  # a store made before negotiation existed
+    on_in_file = experiment is not None and experiment.scenario.negotiation.enabled
+    return on_in_file or any(c.startswith("factor.negotiation.") for c in metrics) or bool(metrics["deal_months"].gt(0).any())
+
+
+def _report_text(manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None) -> str:
     failed = int((metrics["status"] != "ok").sum()) if "status" in metrics else 0
     lines = [
         f"# {manifest.get('experiment')}: batch report",
@@ -441,25 +458,51 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
     lines += ["## Summary by design point and policy", "", markdown_table(summary, columns), ""]
     if supply is not None:
         lines += _supply_chain_text(supply)
+    if deals is not None:
+        lines += _deals_text(deals)
     if indices is not None:
         lines += _sensitivity_text(indices)
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
     return "\n".join(lines)
 
 
-def _supply_chain_text(supply: pd.DataFrame) -> list[str]:
-    """The supply chain section: each outcome of ``supply_chain_summary`` as ``mean [low,
-    high]``, per design point and policy."""
-    outcomes = [name for name in SUPPLY_CHAIN_OUTCOMES if f"{name}_mean" in supply.columns]
-    cells = supply[["policy", "runs", *_factor_columns(supply)]].copy()
+def _interval_table(summary: pd.DataFrame, outcomes: tuple[str, ...]) -> str:
+    """A markdown table of ``summarise`` output: each of ``outcomes`` it holds as ``mean
+    [low, high]``, per design point and policy."""
+    outcomes = [name for name in outcomes if f"{name}_mean" in summary.columns]
+    cells = summary[["policy", "runs", *_factor_columns(summary)]].copy()
     for name in outcomes:
         cells[name] = [
             f"{format_number(mean)} [{format_number(low)}, {format_number(high)}]"
-            for mean, low, high in supply[[f"{name}_mean", f"{name}_low", f"{name}_high"]].itertuples(index=False)
+            for mean, low, high in summary[[f"{name}_mean", f"{name}_low", f"{name}_high"]].itertuples(index=False)
         ]
     columns = {"policy": "policy", "runs": "runs"}
-    columns.update({c: c.removeprefix("factor.") for c in _factor_columns(supply)})
+    columns.update({c: c.removeprefix("factor.") for c in _factor_columns(summary)})
     columns.update({name: metric_label(name) for name in outcomes})
+    return markdown_table(cells, columns)
+
+
+def _deals_text(deals: pd.DataFrame) -> list[str]:
+    """The negotiated deals section (``DEAL_OUTCOMES`` per design point and policy)."""
+    return [
+        "## Negotiated deals: the bargaining channel",
+        "",
+        "What the negotiating party's deals with the dominant exporter were (abm.negotiation, docs/ODD.md "
+        "§7.28): months under a deal, deals broken before their term, what the party paid for them (the "
+        "concessions, USD), and the mean share of its need of Dy and Tb a deal guaranteed. A policy that "
+        "lowers what the party pays, or raises what it is guaranteed, against the no-policy arm at the same "
+        "design point buys bargaining power: the bargaining channel of resilience, apart from the physical "
+        "channel of the tables above. Each cell is the mean over replications and its 95 % bootstrap "
+        "interval [low, high]; `deals.csv` has the numbers.",
+        "",
+        _interval_table(deals, DEAL_OUTCOMES),
+        "",
+    ]
+
+
+def _supply_chain_text(supply: pd.DataFrame) -> list[str]:
+    """The supply chain section: each outcome of ``supply_chain_summary`` as ``mean [low,
+    high]``, per design point and policy."""
     return [
         "## Supply chain: where importers' supply is made, and shortfall by end use",
         "",
@@ -470,7 +513,7 @@ def _supply_chain_text(supply: pd.DataFrame) -> list[str]:
         "cumulative shortfall at magnet users (t of magnets) and at the other end uses (t of oxide). Each cell is the mean "
         "over replications and its 95 % bootstrap interval [low, high]; `supply_chain.csv` has the numbers.",
         "",
-        markdown_table(cells, columns),
+        _interval_table(supply, SUPPLY_CHAIN_OUTCOMES),
         "",
     ]
 

@@ -158,7 +158,22 @@ def run_lines(model) -> list[str]:
     lines.append(f"Tension volatility: {spec.tension.volatility:g}")
     levers = levers_set(spec)
     lines.append(f"Levers: {', '.join(levers) if levers else 'none'}")
+    lines += deal_lines(model)
     return lines
+
+
+def deal_lines(model) -> list[str]:
+    """The negotiated deal's state in words (nothing without [negotiation])."""
+    talks = model.talks
+    if talks is None:
+        return []
+    party = model.negotiating_party[0]
+    broken = f"; {talks.breaks} broken so far" if talks.breaks else ""
+    if talks.terms is None:
+        return [f"Deal ({party} with {model.spec.shock.exporter}): none{broken}"]
+    return [f"Deal ({party} with {model.spec.shock.exporter}): {_percent(talks.terms.share)} of its imports "
+            f"guaranteed for {talks.terms.transfer / 1e6:,.0f} M USD over {talks.params.horizon_months} months, "
+            f"until month {talks.ends - 1}{broken}"]
 
 
 def element_lines(model, element: str) -> list[str]:

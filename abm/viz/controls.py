@@ -201,6 +201,8 @@ def model_params(scenarios: list[str]) -> dict[str, Any]:
         "substitution_rd": override("Substitution R&D, USD/yr"),
         "agreement": switch("Supply agreement"),
         "price_floor": override("Price floor, USD/kg"),
+        # The negotiation with the exporter ([negotiation]; off unless the file turns it on).
+        "negotiation": switch("Negotiate a supply deal"),
     }
 
 
