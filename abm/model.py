@@ -679,15 +679,14 @@ class RareEarthModel(mesa.Model):
         talks = self.talks
         exposure = self._exposure(rules, exporter, tension)
         share = talks.review(self.month, exposure)
-        need = self.demand_by_region[:, self._party].sum(axis=1)
+        need, restored = exposure.need, exposure.restored(share)  # need without the controls
         with np.errstate(divide="ignore", invalid="ignore"):
-            guaranteed = np.where(need > 0, share * exposure.imports / need, 0.0)
-            revenue = exposure.price @ exposure.restored(share)
+            guaranteed = np.where((need > 0) & (restored > 0), share * exposure.imports / need, 0.0)
+            revenue = exposure.price @ restored
             markup = talks.terms.transfer / (talks.params.horizon_months * revenue) if share > 0 and revenue > 0 else 0.0
         # new arrays each month: DataCollector keeps the objects it is given
         self.deal_share = np.minimum(guaranteed, 1.0)[:, None]
-        self.deal_price = np.where(share > 0, exposure.price / USD_PER_T_PER_USD_PER_KG * (1.0 + markup), 0.0)[:, None]
-        self.deal_price = np.where(self._deal_elements[:, None], self.deal_price, 0.0)
+        self.deal_price = np.where(restored > 0, exposure.price / USD_PER_T_PER_USD_PER_KG * (1.0 + markup), 0.0)[:, None]
         self.deal_in_force = np.array([float(share > 0)])
         values = talks.values
         self.deal_value = np.array([values.importer_deal, values.importer_no_deal, values.exporter_deal,
@@ -1028,8 +1027,12 @@ class RareEarthModel(mesa.Model):
             sold_share = np.where(stock > 0, np.minimum(sold / np.where(stock > 0, stock, 1.0), 1.0), 0.0)
             licensed = np.where(allowed > 0, shipped_in / np.where(allowed > 0, allowed, 1.0), 0.0)  # [P, R]
             spot = bids - shipped_in
-            spot_fill = np.where(spot > 0, cleared.bought / np.where(spot > 0, spot, 1.0), 0.0)
-        fill = licensed + (1.0 - licensed) * spot_fill  # [P, R] share of an allowed bid received
+            # where licensed shipments met (all but rounding of) the whole bid the spot market
+            # may still buy (its demand curve at a lower price): those tonnes go to the bidders pro rata
+            met = spot <= 1e-9 * bids
+            spot_fill = np.where(~met, cleared.bought / np.where(~met, spot, 1.0), 0.0)
+            extra = np.where(met & (bids > 0), cleared.bought / np.where(bids > 0, bids, 1.0), 0.0)
+        fill = licensed + (1.0 - licensed) * spot_fill + extra  # [P, R] share of an allowed bid received
         plants.sell(sold_share)
         for nation in self.nations:
             nation.concentrate = nation.concentrate * (1.0 - sold_share[self._concentrates, nation.region_index])
@@ -1038,7 +1041,7 @@ class RareEarthModel(mesa.Model):
         plants.receive(plant_bid * fill.T[plants.region])
         for stock_agent in self.reserves:
             stock_agent.receive(stock_agent.want * fill[self._oxides, stock_agent.region_index])
-        received = user_contract + user_bid * np.where(self._denied_users.T, spot_fill.T[users.region],
+        received = user_contract + user_bid * np.where(self._denied_users.T, (spot_fill + extra).T[users.region],
                                                        fill.T[users.region])
         user_zone_bid = user_bid.T @ self._user_onehot  # [P, R]
         with np.errstate(divide="ignore", invalid="ignore"):

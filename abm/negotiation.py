@@ -135,8 +135,9 @@ def importer_cost(exposure: Exposure, share: float, horizon: int) -> float:
                                   - exposure.stock, 0.0), need)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         missing = np.where(need > 0, unmet / np.where(need > 0, need, 1.0), 0.0)
-        # an elasticity of 0: any missing supply sends the price to the ceiling
-        raised = exposure.price * np.power(np.maximum(1.0 - missing, 1e-12), np.divide(1.0, exposure.elasticity))
+        # an elasticity of 0 (or above): any missing supply sends the price to the ceiling
+        raised = np.where(missing > 0, np.inf, exposure.price) if exposure.elasticity >= 0 else (
+            exposure.price * np.power(np.maximum(1.0 - missing, 1e-12), 1.0 / exposure.elasticity))
     premium = np.maximum(np.minimum(raised, np.maximum(exposure.ceiling, exposure.price)) - exposure.price, 0.0)
     return float(exposure.unmet_cost @ unmet + premium @ (need - unmet))
 

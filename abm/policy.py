@@ -169,8 +169,11 @@ def with_deal(rules: ExportRules, exporter: int, party: np.ndarray, elements: np
     of its destinations and elements keep its terms, the party's licence on the deal's
     elements grants ``share`` (after the licence's own delay). A percentage cut on the
     deal's elements becomes a licence on every destination granting ``1 - cut`` at once
-    (the same cap against the same counterfactual exports), split likewise. Bans and
-    tonnage quotas stay. ``share`` 0: the rules unchanged."""
+    (against the same counterfactual exports), split likewise. Split licences grant by
+    destination, so while the deal holds every destination of them ships per link, its
+    share of its own counterfactual flow, rather than all sharing one cap: third
+    countries' supply can move a little (docs/ODD.md §7.28). Bans and tonnage quotas
+    stay. ``share`` 0: the rules unchanged."""
     if share <= 0:
         return rules
     cut = rules.quota_cut.copy()

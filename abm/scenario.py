@@ -392,16 +392,21 @@ def _check_domestic_policy(scenario: Scenario, source: str | Path) -> None:
 
 
 def _check_negotiation(scenario: Scenario, source: str | Path) -> None:
-    """A negotiating party is one or more importing regions other than the exporter, at
+    """A negotiating party is one or more distinct regions with end users other than the exporter, at
     a positive mean tension (its leverage is scaled by tension over the mean), and the
     scripted agreement is off (the negotiation decides what that switch scripts)."""
     talks = scenario.negotiation
     if not talks.enabled:
         return
     exporter = scenario.shock.exporter
-    if not talks.importers or exporter in talks.importers:
+    calibration, chain = load_calibration(scenario.base_year), load_supply_chain(scenario.base_year)
+    users = (calibration.region_share.sum(axis=0) > 0) | (chain.magnet_use_share.sum(axis=0) > 0)
+    importing = [r for r, has in zip(calibration.regions, users, strict=True) if has and r != exporter]
+    distinct = len(set(talks.importers)) == len(talks.importers)
+    if not talks.importers or not distinct or not set(talks.importers) <= set(importing):
         raise ScenarioError(source, "negotiation.importers", list(talks.importers),
-                            f"one or more importing regions other than the exporter {exporter}")
+                            f"one or more distinct regions with end users in base year {scenario.base_year}, "
+                            f"the exporter {exporter} apart ({', '.join(importing)})")
     if not talks.elements:
         raise ScenarioError(source, "negotiation.elements", [], "at least one element for a deal")
     if scenario.tension.mean <= 0:

@@ -173,7 +173,7 @@ def deal_lines(model) -> list[str]:
         return [f"Deal ({party} with {model.spec.shock.exporter}): none{broken}"]
     return [f"Deal ({party} with {model.spec.shock.exporter}): {_percent(talks.terms.share)} of its imports "
             f"guaranteed for {talks.terms.transfer / 1e6:,.0f} M USD over {talks.params.horizon_months} months, "
-            f"until month {talks.ends - 1}{broken}"]
+            f"until month {min(talks.ends, model.spec.horizon_months) - 1}{broken}"]
 
 
 def element_lines(model, element: str) -> list[str]:
