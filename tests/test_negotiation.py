@@ -76,7 +76,7 @@ def test_the_alternating_offers_game_converges_to_the_power_of_its_discount_rate
 def test_no_deal_forms_without_leverage_on_either_side():
     assert nash_terms(_toy(fill=np.array([1.0])), 5e7, 12, 0.5, 1.0) is None  # nothing withheld
     # in the model: no controls and a calm tension, so nothing is withheld and nobody depends
-    model = finished_model(rng=3, scenario=scenario_from_dict(_table(events=[], concession_usd_per_year=0.0)))
+    model = finished_model(rng=3, scenario=scenario_from_dict(_table(events=[])))
     recorded = model.datacollector.model_vars
     assert np.asarray(recorded["deal_in_force"]).sum() == 0
     assert model.talks.breaks == 0
