@@ -6,7 +6,9 @@ month runs) but long enough for a signal to land mid-computation."""
 import os
 import re
 import signal
+import struct
 import subprocess
+import sys
 import time
 from io import StringIO
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from abm import load_scenario
 from abm.batch import Experiment, load_experiment, plan_runs, run_batch
+from abm.batch.executors import WorkerPool
 from abm.batch.experiment import Factor
 from abm.batch.runner import experiment_hash
 from abm.batch.store import Store
@@ -167,6 +170,31 @@ def test_ctrl_c_and_sigterm_stop_a_batch_at_once_and_say_what_is_saved(reference
     store = run_batch(load_experiment(experiment), out, executor="serial", progress=False)  # a rerun finishes
     assert store.manifest()["runs_this_session"] == RUNS - int(saved.group(1))
     pd.testing.assert_frame_equal(metrics(out), metrics(whole), check_exact=True)
+
+
+def _send_part_of_a_result(marker: str) -> None:
+    """In a pool worker: write the start of a result message to the worker's result pipe
+    (a length header promising 1 MB, then four bytes), as a worker ended mid-send leaves
+    it, say so in ``marker`` and wait to be ended."""
+    result_queue = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures' _process_worker
+    os.write(result_queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"part")
+    Path(marker).touch()
+    time.sleep(600)
+
+
+def test_workers_stopped_mid_result_leave_no_thread_waiting_for_the_rest(tmp_path):
+    """Ctrl-C while a worker sends its result: the command must still end (CI once hung)."""
+    pool = WorkerPool(1)
+    marker = tmp_path / "sent"
+    pool.submit(_send_part_of_a_result, str(marker))
+    deadline = time.time() + 60
+    while not marker.exists():
+        assert time.time() < deadline, "the worker never ran"
+        time.sleep(0.05)
+    manager = pool._pool._executor_manager_thread
+    pool.stop()
+    manager.join(10)
+    assert not manager.is_alive()
 
 
 @pytest.mark.slow

@@ -102,6 +102,7 @@ class WorkerPool(Executor):
         # ProcessPoolExecutor has no public way to end busy workers before Python 3.14
         # (terminate_workers), so this reaches for its process table.
         processes = list((self._pool._processes or {}).values())
+        results = self._pool._result_queue
         self._pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
@@ -110,6 +111,13 @@ class WorkerPool(Executor):
             if process.is_alive():
                 process.kill()
                 process.join()
+        # A worker ended while sending a result leaves part of a message in the result
+        # pipe; the pool's manager thread then waits in recv for the rest for ever, and
+        # the interpreter joins that thread at exit, so the command never ends. With every
+        # worker gone, closing this process's copy of the pipe's write end turns that wait
+        # into end-of-file, which the pool handles as a broken pool and cleans up.
+        if results is not None:
+            results._writer.close()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
