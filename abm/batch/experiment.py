@@ -61,6 +61,11 @@ class Experiment:
     series_variables: tuple[str, ...] = DEFAULT_SERIES
     description: str = ""
     record_agents: bool = False  # also store every agent's series (agents.parquet)
+    # Set by `ree calibrate`, not by experiment files: every design point meets the same
+    # seed in each replication (common random numbers), and each run also records the
+    # simulated value of every historical target of this half (abm/data/history/).
+    shared_seeds: bool = False
+    targets: str = ""
 
     def with_replications(self, replications: int, source: str | Path = "--replications") -> "Experiment":
         """A copy with another number of replications, within ``MAX_RUNS`` runs."""

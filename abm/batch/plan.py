@@ -3,7 +3,8 @@
 Run ids are hashes of what a run is (design point, policy, replication), never a
 counter, so a rerun finds the runs it already has. Seeds come from numpy's
 SeedSequence keyed by (design point, replication) and not by policy: every policy
-meets the same random numbers, so its effect is a paired difference.
+meets the same random numbers, so its effect is a paired difference. A calibration
+(``shared_seeds``) keys them by replication alone, so every candidate meets them too.
 """
 
 import hashlib
@@ -34,6 +35,7 @@ class RunTask:
     record_every: int
     series_variables: tuple[str, ...]
     record_agents: bool = False
+    targets: str = ""  # a half of the historical targets to measure too ("" for none)
 
 
 def _digest(value: Any, length: int = 16) -> str:
@@ -88,7 +90,8 @@ def plan_runs(experiment: Experiment) -> list[RunTask]:
     tasks = []
     for pid, point in points:
         for replication in range(experiment.replications):
-            sequence = np.random.SeedSequence(experiment.seed, spawn_key=(int(pid, 16), replication))
+            key = (replication,) if experiment.shared_seeds else (int(pid, 16), replication)
+            sequence = np.random.SeedSequence(experiment.seed, spawn_key=key)
             seed = int(sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
             for policy, settings in experiment.policies.items():
                 tasks.append(RunTask(
@@ -96,6 +99,6 @@ def plan_runs(experiment: Experiment) -> list[RunTask]:
                     point_id=pid, point=point, policy=policy, replication=replication, seed=seed,
                     scenario=experiment.scenario, settings={**point, **settings},
                     record_every=experiment.record_every, series_variables=experiment.series_variables,
-                    record_agents=experiment.record_agents,
+                    record_agents=experiment.record_agents, targets=experiment.targets,
                 ))
     return tasks

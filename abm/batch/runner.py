@@ -55,6 +55,10 @@ def run_task(task: RunTask) -> tuple[dict[str, Any], pd.DataFrame | None, pd.Dat
         if task.record_agents:
             agents = _recorded(tidy_agent_series(model), task)
         record.update(run_metrics(model), status="ok", error="")
+        if task.targets:
+            from abm.validation.targets import target_metrics
+
+            record.update(target_metrics(model, task.seed, task.targets))
     except Exception as error:  # noqa: BLE001 - any failure becomes a FAILED record
         series = agents = None
         record.update(status="failed", error=f"{type(error).__name__}: {error} | {traceback.format_exc(limit=3)!r}")
@@ -123,6 +127,9 @@ def experiment_hash(experiment: Experiment) -> str:
         "record_agents": experiment.record_agents,
         "scenario": repr(experiment.scenario),
     }
+    # Only when set, so that every store made before they existed keeps its hash.
+    if experiment.shared_seeds or experiment.targets:
+        content.update(shared_seeds=experiment.shared_seeds, targets=experiment.targets)
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode()).hexdigest()
 
 

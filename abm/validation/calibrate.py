@@ -1,27 +1,36 @@
-"""Calibration on the 2010-2014 crisis: a sampled search over uncertain parameters.
+"""Calibration on the build-up of the 2010-2011 crisis: a sampled search, run as a batch.
 
 The search is an ordinary experiment file (a Latin hypercube over ``market.*`` keys of
 the historical scenario), so its candidates are planned, validated and seeded like any
 batch. Only parameters whose source in ``abm/data/parameters.csv`` is marked
 ``[approx]`` may be searched, and only within their documented range: calibration may
-choose among plausible values, not invent new ones. Every candidate is scored on the
-same replication seeds (common random numbers), by ``calibration_loss``.
+choose among plausible values, not invent new ones.
+
+It sees the calibration half of the record only: its runs stop at the last month of
+the build-up (June 2011), so no simulated month of the decline exists to fit, and only
+the ``calibration`` targets of ``abm/data/history/targets.csv`` are measured. It runs
+through the batch store (``abm.batch``): a killed calibration resumes without redoing
+finished runs, a run that raises becomes a FAILED record (its candidate is ranked
+last), and progress shows as a batch's. Every candidate meets the same replication
+seeds (common random numbers) and is scored by ``calibration_loss``.
 """
 
-from concurrent.futures import Executor
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from abm.batch.experiment import Experiment
-from abm.batch.plan import design_matrix
-from abm.data import load_calibration
+from abm.batch.runner import run_batch
+from abm.data import load_calibration, month_index
 from abm.output import atomic_write
-from abm.progress import Progress
 from abm.scenario import ScenarioError
 from abm.validation.history import load_targets
-from abm.validation.replay import replication_seeds, submit_replays
-from abm.validation.scoring import calibration_loss, evaluate_targets
+from abm.validation.scoring import TargetResult, calibration_loss
+
+HALF = "calibration"
+SCORES = ("loss", "within", "failed_runs")
 
 
 def check_within_ranges(experiment: Experiment) -> None:
@@ -45,42 +54,46 @@ def check_within_ranges(experiment: Experiment) -> None:
             )
 
 
-def _score(
-    experiment: Experiment, points: list[dict], seeds: list[int], executor: Executor, unit: str, progress: bool
-) -> list[dict]:
-    """Loss and targets within of each candidate, all on the same seeds; ``unit`` names the
-    candidates in the progress lines (``"candidates"``, ``"finalists"``)."""
-    targets = load_targets()
-    scenarios = [experiment.scenario.with_settings(point, experiment.source) for point in points]
-    futures = [submit_replays(scenario, seeds, executor) for scenario in scenarios]
-    scores = []
-    with Progress("ree calibrate", total=len(points), unit=unit, enabled=progress) as bar:
-        for pending in futures:
-            results = evaluate_targets(targets, [future.result() for future in pending], experiment.scenario.start_year)
-            scores.append({"loss": calibration_loss(results), "within": sum(r.within for r in results)})
-            bar.update()
-    return scores
+def calibration_batch(experiment: Experiment) -> Experiment:
+    """The search as the batch that runs it: the scenario cut at the end of the build-up,
+    every candidate on the same seeds, each run measuring the calibration targets, and
+    no series stored (the targets are all the search reads)."""
+    start_year = experiment.scenario.start_year
+    last = max(month_index(t.end, start_year) for t in load_targets(HALF))
+    scenario = experiment.scenario.with_settings({"horizon_months": last + 1}, experiment.source)
+    return dataclasses.replace(experiment, scenario=scenario, shared_seeds=True, targets=HALF, series_variables=())
+
+
+def score_candidates(experiment: Experiment, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per candidate of the batch's ``metrics`` table (a store's metrics.parquet):
+    its settings, loss, targets holding and failed runs, best first. A candidate with
+    a failed run has an infinite loss: it is ranked after every whole one."""
+    targets = load_targets(HALF)
+    factors = [f"factor.{f.name}" for f in experiment.factors]
+    rows = []
+    for _, runs in metrics.groupby("point_id", sort=False):
+        ok = runs[runs["status"] == "ok"].sort_values("replication")
+        failed = len(runs) - len(ok)
+        results = [TargetResult(t, ok[f"target.{t.name}"].to_numpy(dtype=float)) for t in targets]
+        whole = failed == 0 and len(ok) > 0
+        rows.append({
+            **{name.removeprefix("factor."): runs[name].iloc[0] for name in factors},
+            "loss": calibration_loss(results) if whole else np.inf,
+            "within": sum(r.within for r in results) if whole else 0,
+            "failed_runs": failed,
+        })
+    return pd.DataFrame(rows).sort_values(["loss", *[f.name for f in experiment.factors]], kind="stable").reset_index(drop=True)
 
 
 def calibrate(
-    experiment: Experiment, executor: Executor, finalists: int, final_replications: int, progress: bool = True
+    experiment: Experiment, store: Path, executor: str = "processes", workers: int | None = None,
+    resume: bool = False, progress: bool = True,
 ) -> pd.DataFrame:
-    """Two stages: every candidate of the design on the file's replications, then the
-    ``finalists`` best again on ``final_replications`` fresh seeds, so the choice does not
-    rest on the luck of a few runs. Returns every candidate, the finalists first in
-    order of their final loss (``final_loss`` is empty for the others)."""
-    candidates = design_matrix(experiment)
-    seeds = replication_seeds(experiment.replications, experiment.seed)
-    first = _score(experiment, candidates, seeds, executor, "candidates", progress)
-    table = pd.DataFrame([{**point, **score} for point, score in zip(candidates, first, strict=True)])
-    table = table.sort_values("loss", kind="stable").reset_index(drop=True)
-    chosen = table.head(finalists)
-    points = [{name: row[name] for name in candidates[0]} for _, row in chosen.iterrows()]
-    final_seeds = replication_seeds(final_replications, experiment.seed + 1)
-    second = _score(experiment, points, final_seeds, executor, "finalists", progress)
-    table["final_loss"] = [score["loss"] for score in second] + [float("nan")] * (len(table) - len(second))
-    table["final_within"] = [score["within"] for score in second] + [float("nan")] * (len(table) - len(second))
-    return table.sort_values(["final_loss", "loss"], kind="stable", na_position="last").reset_index(drop=True)
+    """Run (or finish) the calibration batch into ``store`` and score its candidates;
+    returns the table of every candidate, best first (``score_candidates``)."""
+    batch = calibration_batch(experiment)
+    finished = run_batch(batch, store, executor=executor, workers=workers, resume=resume, progress=progress)
+    return score_candidates(batch, pd.read_parquet(finished.folder / "metrics.parquet"))
 
 
 def write_calibration(table: pd.DataFrame, path: Path) -> Path:

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from abm.batch.executors import EXECUTORS
 from abm.scenario import Scenario, ScenarioError
 
@@ -18,6 +20,8 @@ DEFAULT_SCENARIO = EXPERIMENTS / "crisis_2010.toml"
 DEFAULT_CALIBRATION = EXPERIMENTS / "crisis_2010_calibration.toml"
 DEFAULT_REPLICATIONS = 30
 DEFAULT_OUT = Path("results") / "validation"
+DEFAULT_ENSEMBLE = EXPERIMENTS / "calibrated"
+DEFAULT_MEMBERS = 5
 
 
 def _command_line() -> str:
@@ -57,98 +61,158 @@ def _replications(value: int) -> int:
     return value
 
 
+def _searched(names: list[str], base_year: int) -> tuple:
+    """Each calibrated setting of ``names`` with the range the calibration searched: its
+    factor's in the calibration experiment file, else its documented range in
+    abm/data/parameters.csv."""
+    from abm.batch.experiment import load_experiment
+    from abm.data import load_calibration
+    from abm.validation.report import SearchedRange
+
+    factors = {f.name: f for f in load_experiment(DEFAULT_CALIBRATION).factors} if DEFAULT_CALIBRATION.exists() else {}
+    documented = {f"{p.section}.{p.name}": p for p in load_calibration(base_year).parameters}
+    ranges = []
+    for name in names:
+        if name in factors:
+            f = factors[name]
+            low, high = (min(f.levels), max(f.levels)) if f.levels else (f.low, f.high)
+            ranges.append(SearchedRange(name, low, high, _shown(DEFAULT_CALIBRATION)))
+        else:
+            ranges.append(SearchedRange(name, documented[name].low, documented[name].high, "abm/data/parameters.csv"))
+    return tuple(ranges)
+
+
 def _validate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from abm.batch.executors import open_executor
+    from abm.batch.experiment import load_experiment
     from abm.progress import Progress
     from abm.scenario import MarketParameters, load_scenario
-    from abm.validation.history import load_observed_prices, load_targets
-    from abm.validation.replay import VALIDATION_SEED, replay_many, replication_seeds
-    from abm.batch.experiment import load_experiment
+    from abm.validation.ensemble import load_ensemble, scenario_member
+    from abm.validation.replay import VALIDATION_SEED, submit_replays, replication_seeds
     from abm.validation.report import Provenance, write_validation
-    from abm.validation.scoring import evaluate_targets
 
-    scenario = load_scenario(args.scenario)
-    check_covers_targets(scenario, args.scenario)
     replications = _replications(args.replications)
-    # The settings the calibration searches, as its experiment file names them.
-    searched = tuple(f.name for f in load_experiment(DEFAULT_CALIBRATION).factors) if DEFAULT_CALIBRATION.exists() else ()
+    if args.scenario is None:
+        members = load_ensemble(args.ensemble, "--ensemble")
+    else:
+        names = list(load_experiment(DEFAULT_CALIBRATION).factors) if DEFAULT_CALIBRATION.exists() else []
+        members = (scenario_member(Path(args.scenario), [f.name for f in names]),)
+    scenarios = {m.name: load_scenario(m.path) for m in members}
+    for member in members:
+        check_covers_targets(scenarios[member.name], member.path)
     seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
-    defaults = dataclasses.replace(scenario, market=MarketParameters())
-    with (
-        open_executor(args.executor, args.workers) as executor,
-        Progress("ree validate", total=2 * len(seeds), unit="replays", enabled=not args.quiet) as progress,
-    ):
-        runs = replay_many(scenario, seeds, executor, progress)
-        default_runs = replay_many(defaults, seeds, executor, progress)
-    targets = load_targets()
-    results = evaluate_targets(targets, runs, scenario.start_year)
-    uncalibrated = evaluate_targets(targets, default_runs, scenario.start_year)
+    first = scenarios[members[0].name]
+    defaults = dataclasses.replace(first, market=MarketParameters())
     out = Path(args.out)
     provenance = Provenance(
-        scenario_path=_shown(Path(args.scenario)), command=_command_line(), searched=searched,
+        command=_command_line(), ensemble=_shown(Path(args.ensemble if args.scenario is None else args.scenario)), searched=_searched(list(members[0].settings), first.base_year),
         calibration_table=out / "calibration.csv",
     )
-    for path in write_validation(scenario, results, runs, load_observed_prices(), out, provenance, uncalibrated):
+    with (
+        open_executor(args.executor, args.workers) as executor,
+        Progress("ree validate", total=(len(members) + 1) * len(seeds), unit="replays", enabled=not args.quiet) as bar,
+    ):
+        pending = {m.name: submit_replays(scenarios[m.name], seeds, executor) for m in members}
+        pending["defaults"] = submit_replays(defaults, seeds, executor)
+        runs = {}
+        for name, futures in pending.items():
+            runs[name] = []
+            for future in futures:
+                runs[name].append(future.result())
+                bar.update()
+    default_runs = runs.pop("defaults")
+    name = first.name.removesuffix(f"_{members[0].name}")
+    written = write_validation(name, first.start_year, list(members), runs, default_runs, out, provenance)
+    for path in written:
         print(path)
-    hits = sum(r.within for r in results)
-    print(f"{hits} of {len(results)} targets within the simulated 90 % band")
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from abm.batch.executors import open_executor
     from abm.batch.experiment import load_experiment
+    from abm.batch.executors import check_executor
     from abm.validation.calibrate import calibrate, check_within_ranges, write_calibration
+    from abm.validation.ensemble import write_ensemble
 
+    if args.final_replications is not None:
+        raise ScenarioError(
+            "--final-replications", "final_replications", args.final_replications,
+            "nothing: replaced by `ree validate --replications` (the ensemble is scored on fresh seeds there)",
+        )
     experiment = load_experiment(args.experiment)
     check_within_ranges(experiment)
     check_covers_targets(experiment.scenario, experiment.scenario_path)
+    check_executor(args.executor, args.workers)
     if args.replications is not None:
         experiment = experiment.with_replications(_replications(args.replications))
-    _replications(args.final_replications)
-    if args.finalists < 1:
-        raise ScenarioError("--finalists", "finalists", args.finalists, "a whole number >= 1")
-    with open_executor(args.executor, args.workers) as executor:
-        table = calibrate(experiment, executor, args.finalists, args.final_replications, progress=not args.quiet)
-    path = write_calibration(table, Path(args.out) / "calibration.csv")
-    print(path)
+    if args.members < 1:
+        raise ScenarioError("--members", "members", args.members, "a whole number >= 1")
+    out = Path(args.out)
+    table = calibrate(
+        experiment, Path(args.store) if args.store else out / "calibration_runs", executor=args.executor,
+        workers=args.workers, resume=args.resume, progress=not args.quiet,
+    )
+    written = [write_calibration(table, out / "calibration.csv")]
+    searched = [f.name for f in experiment.factors]
+    whole = table[np.isfinite(table["loss"])]
+    written += write_ensemble(
+        whole, searched, experiment.scenario_path, Path(args.ensemble), args.members, _shown(written[0]),
+    )
+    for path in written:
+        print(path)
     best = table.iloc[0]
-    scores = ("loss", "within", "final_loss", "final_within")
-    print("best: " + ", ".join(f"{name} = {best[name]:.3g}" for name in table.columns if name not in scores))
-    print(f"loss {best['final_loss']:.4f} on {args.final_replications} replications, {int(best['final_within'])} targets within")
+    print("best: " + ", ".join(f"{name} = {best[name]:.3g}" for name in searched))
+    print(f"loss {best['loss']:.4f} on {experiment.replications} replications, {int(best['within'])} calibration targets hold")
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser, name: str, default: Path, what: str) -> None:
-    """The input file (optional, with its default), the output folder and where runs execute."""
-    parser.add_argument(name, nargs="?", default=str(default), help=f"{what} (default experiments/{default.name})")
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """The output folder, where runs execute, and progress."""
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT}/)")
     parser.add_argument("--executor", choices=EXECUTORS, default="processes", help="where runs execute")
     parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def add_validation_commands(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser(
-        "validate", help="replay the 2010-2014 quota crisis and compare simulated with observed prices"
+        "validate", help="replay the 2010-2014 quota crisis over the calibrated ensemble and score it against the record"
     )
-    _add_common(validate, "scenario", DEFAULT_SCENARIO, "historical scenario")
     validate.add_argument(
-        "--replications", type=int, default=DEFAULT_REPLICATIONS, help=f"replications (default {DEFAULT_REPLICATIONS})"
+        "scenario", nargs="?", default=None,
+        help="validate this historical scenario alone instead of the ensemble (e.g. experiments/crisis_2010.toml)",
+    )
+    validate.add_argument(
+        "--ensemble", default=str(DEFAULT_ENSEMBLE),
+        help=f"folder of calibrated members written by ree calibrate (default experiments/{DEFAULT_ENSEMBLE.name}/)",
+    )
+    _add_common(validate)
+    validate.add_argument(
+        "--replications", type=int, default=DEFAULT_REPLICATIONS,
+        help=f"replications of each member, the same seeds in each (default {DEFAULT_REPLICATIONS})",
     )
     validate.add_argument("--seed", type=int, default=None, help="validation seed (default: the fixed one)")
-    validate.add_argument("--quiet", action="store_true", help="no progress")
     validate.set_defaults(handler=_validate)
     calibrate = commands.add_parser(
-        "calibrate", help="search uncertain parameters, within their ranges, against the validation targets"
+        "calibrate", help="search uncertain parameters, within their ranges, against the calibration half of the record"
     )
-    _add_common(calibrate, "experiment", DEFAULT_CALIBRATION, "a sampled-design experiment over the historical scenario")
-    calibrate.add_argument("--replications", type=int, help="override the file's replications")
-    calibrate.add_argument("--finalists", type=int, default=5, help="best candidates scored again (default 5)")
     calibrate.add_argument(
-        "--final-replications", type=int, default=DEFAULT_REPLICATIONS,
-        help=f"replications of that second stage (default {DEFAULT_REPLICATIONS})",
+        "experiment", nargs="?", default=str(DEFAULT_CALIBRATION),
+        help=f"a sampled-design experiment over the historical scenario (default experiments/{DEFAULT_CALIBRATION.name})",
     )
-    calibrate.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_common(calibrate)
+    calibrate.add_argument("--replications", type=int, help="override the file's replications")
+    calibrate.add_argument(
+        "--members", "--finalists", dest="members", type=int, default=DEFAULT_MEMBERS,
+        help=f"best candidates written as the ensemble (default {DEFAULT_MEMBERS})",
+    )
+    calibrate.add_argument(
+        "--ensemble", default=str(DEFAULT_ENSEMBLE),
+        help=f"folder the members are written to (default experiments/{DEFAULT_ENSEMBLE.name}/)",
+    )
+    calibrate.add_argument("--store", help="batch store of the calibration runs (default <out>/calibration_runs/)")
+    calibrate.add_argument("--resume", action="store_true", help="continue an interrupted calibration (reruns always do)")
+    calibrate.add_argument("--final-replications", type=int, default=None, help=argparse.SUPPRESS)
     calibrate.set_defaults(handler=_calibrate)

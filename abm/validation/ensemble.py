@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from abm.output import atomic_write
-from abm.scenario import ScenarioError, load_scenario, read_toml
+from abm.scenario import ScenarioError, load_scenario, read_toml, setting_value
 
 MEMBER_PREFIX = "member_"
 SECTION = "market"  # the only section a member may state settings in
@@ -60,6 +60,13 @@ def load_ensemble(folder: str | Path, source: str | Path = "ensemble") -> tuple[
         settings = table.get(SECTION, {})
         members.append(Member(path.stem, path, {f"{SECTION}.{key}": float(value) for key, value in settings.items()}))
     return tuple(members)
+
+
+def scenario_member(path: Path, names: list[str]) -> Member:
+    """A scenario file taken as a one-member ensemble, with its values of ``names``
+    (``section.key``) as its settings."""
+    scenario = load_scenario(path)
+    return Member(path.stem, path, {name: float(setting_value(scenario, name)) for name in names})
 
 
 def _member_text(base: Path, folder: Path, rank: int, total: int, settings: dict[str, float], origin: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from abm.model import WORLD
+from abm.model import WORLD, RareEarthModel
 from abm.progress import Progress
 from abm.run import run_model
 from abm.scenario import Scenario
@@ -42,7 +42,11 @@ class Replay:
 
 def replay(scenario: Scenario, seed: int) -> Replay:
     """Run ``scenario`` with ``seed`` and keep what validation needs."""
-    model = run_model(scenario, seed)
+    return replay_of(run_model(scenario, seed), seed)
+
+
+def replay_of(model: RareEarthModel, seed: int) -> Replay:
+    """What validation needs from a finished run of a historical scenario."""
     recorded = model.datacollector.model_vars
     exporter = model.spec.shock.exporter
     price = np.asarray(recorded["price"], dtype=float)  # [T, E, Z]
