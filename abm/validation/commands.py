@@ -16,7 +16,6 @@ from abm.scenario import Scenario, ScenarioError
 # The checkout's experiments/ (an editable install), else the one in the working directory.
 _CHECKOUT = Path(__file__).resolve().parents[2] / "experiments"
 EXPERIMENTS = _CHECKOUT if _CHECKOUT.is_dir() else Path.cwd() / "experiments"
-DEFAULT_SCENARIO = EXPERIMENTS / "crisis_2010.toml"
 DEFAULT_CALIBRATION = EXPERIMENTS / "crisis_2010_calibration.toml"
 DEFAULT_REPLICATIONS = 30
 DEFAULT_OUT = Path("results") / "validation"
