@@ -1,4 +1,5 @@
-"""The ``ree validate`` and ``ree calibrate`` subcommands.
+"""The ``ree validate`` (with ``--holdout``: an out-of-sample prediction over the
+calibrated ensemble) and ``ree calibrate`` subcommands.
 
 Both check all their input before running anything and write nothing on bad input.
 """
@@ -18,6 +19,10 @@ DEFAULT_SCENARIO = EXPERIMENTS / "crisis_2010.toml"
 DEFAULT_CALIBRATION = EXPERIMENTS / "crisis_2010_calibration.toml"
 DEFAULT_REPLICATIONS = 30
 DEFAULT_OUT = Path("results") / "validation"
+# Out-of-sample holdouts: the year of an episode and the forward scenario that states it.
+HOLDOUTS = {2025: EXPERIMENTS / "licensing_2025.toml"}
+DEFAULT_ENSEMBLE = EXPERIMENTS / "calibrated"
+HOLDOUT_REPLICATIONS = 10  # per member
 
 
 def _command_line() -> str:
@@ -58,6 +63,54 @@ def _replications(value: int) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.holdout is not None:
+        return _holdout(args)
+    if args.ensemble is not None:
+        raise ScenarioError("--ensemble", "ensemble", args.ensemble, "no --ensemble except with --holdout")
+    return _replay(args)
+
+
+def _holdout(args: argparse.Namespace) -> int:
+    """``ree validate --holdout YEAR``: the holdout scenario over the calibrated ensemble."""
+    from abm.batch.executors import open_executor
+    from abm.progress import Progress
+    from abm.scenario import load_scenario
+    from abm.validation.ensemble import load_ensemble
+    from abm.validation.holdout import run_holdout, scenario_licences
+    from abm.validation.holdout_report import Holdout, write_holdout
+    from abm.validation.replay import VALIDATION_SEED, replication_seeds
+
+    if args.holdout not in HOLDOUTS:
+        years = ", ".join(str(year) for year in HOLDOUTS)
+        raise ScenarioError("--holdout", "holdout", args.holdout, f"a year with a holdout scenario ({years})")
+    if args.scenario is not None:
+        raise ScenarioError(
+            "--holdout", "scenario", args.scenario,
+            f"no scenario file with --holdout (the {args.holdout} holdout runs {_shown(HOLDOUTS[args.holdout])})",
+        )
+    path = HOLDOUTS[args.holdout]
+    scenario = load_scenario(path)
+    licences = scenario_licences(scenario, str(path))
+    ensemble = Path(args.ensemble) if args.ensemble is not None else DEFAULT_ENSEMBLE
+    members = load_ensemble(ensemble, "--ensemble")
+    replications = _replications(HOLDOUT_REPLICATIONS if args.replications is None else args.replications)
+    seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
+    with (
+        open_executor(args.executor, args.workers) as executor,
+        Progress("ree validate --holdout", total=len(members) * len(seeds), enabled=not args.quiet) as progress,
+    ):
+        runs = run_holdout(scenario, members, seeds, executor, licences, progress)
+    holdout = Holdout(
+        year=args.holdout, scenario=scenario, scenario_path=_shown(path), licences=licences, members=members,
+        ensemble_path=_shown(ensemble), seeds=tuple(seeds), command=_command_line(),
+    )
+    for written in write_holdout(holdout, runs, Path(args.out)):
+        print(written)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``ree validate``: replay the 2010-2014 crisis and score it against the targets."""
     import dataclasses
 
     from abm.batch.executors import open_executor
@@ -69,9 +122,10 @@ def _validate(args: argparse.Namespace) -> int:
     from abm.validation.report import Provenance, write_validation
     from abm.validation.scoring import evaluate_targets
 
-    scenario = load_scenario(args.scenario)
-    check_covers_targets(scenario, args.scenario)
-    replications = _replications(args.replications)
+    scenario_path = args.scenario if args.scenario is not None else str(DEFAULT_SCENARIO)
+    scenario = load_scenario(scenario_path)
+    check_covers_targets(scenario, scenario_path)
+    replications = _replications(DEFAULT_REPLICATIONS if args.replications is None else args.replications)
     # The settings the calibration searches, as its experiment file names them.
     searched = tuple(f.name for f in load_experiment(DEFAULT_CALIBRATION).factors) if DEFAULT_CALIBRATION.exists() else ()
     seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
@@ -87,7 +141,7 @@ def _validate(args: argparse.Namespace) -> int:
     uncalibrated = evaluate_targets(targets, default_runs, scenario.start_year)
     out = Path(args.out)
     provenance = Provenance(
-        scenario_path=_shown(Path(args.scenario)), command=_command_line(), searched=searched,
+        scenario_path=_shown(Path(scenario_path)), command=_command_line(), searched=searched,
         calibration_table=out / "calibration.csv",
     )
     for path in write_validation(scenario, results, runs, load_observed_prices(), out, provenance, uncalibrated):
@@ -131,11 +185,24 @@ def _add_common(parser: argparse.ArgumentParser, name: str, default: Path, what:
 
 def add_validation_commands(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser(
-        "validate", help="replay the 2010-2014 quota crisis and compare simulated with observed prices"
+        "validate", help="replay the 2010-2014 quota crisis and compare simulated with observed prices; "
+        "with --holdout 2025, predict the 2025 export-licence episode over the calibrated ensemble",
     )
     _add_common(validate, "scenario", DEFAULT_SCENARIO, "historical scenario")
+    validate.set_defaults(scenario=None)  # resolved by the command: --holdout refuses a scenario file
     validate.add_argument(
-        "--replications", type=int, default=DEFAULT_REPLICATIONS, help=f"replications (default {DEFAULT_REPLICATIONS})"
+        "--replications", type=int, default=None,
+        help=f"replications (default {DEFAULT_REPLICATIONS}; with --holdout, {HOLDOUT_REPLICATIONS} per member)",
+    )
+    validate.add_argument(
+        "--holdout", type=int, default=None, metavar="YEAR",
+        help=f"predict a holdout episode instead ({', '.join(map(str, HOLDOUTS))}: "
+        f"experiments/{HOLDOUTS[2025].name}); writes holdout_YEAR.md, its figures and series into --out",
+    )
+    validate.add_argument(
+        "--ensemble", default=None, metavar="FOLDER",
+        help="with --holdout: the calibrated ensemble's member files (default experiments/calibrated/, "
+        "written by `ree calibrate`)",
     )
     validate.add_argument("--seed", type=int, default=None, help="validation seed (default: the fixed one)")
     validate.add_argument("--quiet", action="store_true", help="no progress")
