@@ -1,4 +1,5 @@
-"""The ``ree validate`` and ``ree calibrate`` subcommands.
+"""The ``ree validate`` (with ``--holdout``: an out-of-sample prediction over the
+calibrated ensemble) and ``ree calibrate`` subcommands.
 
 Both check all their input before running anything and write nothing on bad input.
 """
@@ -21,6 +22,9 @@ DEFAULT_REPLICATIONS = 30
 DEFAULT_OUT = Path("results") / "validation"
 DEFAULT_ENSEMBLE = EXPERIMENTS / "calibrated"
 DEFAULT_MEMBERS = 5
+# Out-of-sample holdouts: the year of an episode and the forward scenario that states it.
+HOLDOUTS = {2025: EXPERIMENTS / "licensing_2025.toml"}
+HOLDOUT_REPLICATIONS = 10  # per member
 
 
 def _command_line() -> str:
@@ -82,6 +86,51 @@ def _searched(names: list[str], base_year: int) -> tuple:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    return _replay(args) if args.holdout is None else _holdout(args)
+
+
+def _holdout(args: argparse.Namespace) -> int:
+    """``ree validate --holdout YEAR``: the holdout scenario over the calibrated ensemble."""
+    from abm.batch.executors import open_executor
+    from abm.progress import Progress
+    from abm.scenario import load_scenario
+    from abm.validation.ensemble import load_ensemble
+    from abm.validation.holdout import run_holdout, scenario_licences
+    from abm.validation.holdout_report import Holdout, write_holdout
+    from abm.validation.replay import VALIDATION_SEED, replication_seeds
+
+    if args.holdout not in HOLDOUTS:
+        years = ", ".join(str(year) for year in HOLDOUTS)
+        raise ScenarioError("--holdout", "holdout", args.holdout, f"a year with a holdout scenario ({years})")
+    if args.scenario is not None:
+        raise ScenarioError(
+            "--holdout", "scenario", args.scenario,
+            f"no scenario file with --holdout (the {args.holdout} holdout runs {_shown(HOLDOUTS[args.holdout])})",
+        )
+    path = HOLDOUTS[args.holdout]
+    scenario = load_scenario(path)
+    licences = scenario_licences(scenario, str(path))
+    ensemble = Path(args.ensemble)
+    members = load_ensemble(ensemble, "--ensemble")
+    replications = _replications(HOLDOUT_REPLICATIONS if args.replications is None else args.replications)
+    seeds = replication_seeds(replications, VALIDATION_SEED if args.seed is None else args.seed)
+    with (
+        open_executor(args.executor, args.workers) as executor,
+        Progress("ree validate --holdout", total=len(members) * len(seeds), enabled=not args.quiet) as progress,
+    ):
+        runs = run_holdout(scenario, members, seeds, executor, licences, progress)
+    holdout = Holdout(
+        year=args.holdout, scenario=scenario, scenario_path=_shown(path), licences=licences, members=members,
+        ensemble_path=_shown(ensemble), seeds=tuple(seeds), command=_command_line(),
+    )
+    for written in write_holdout(holdout, runs, Path(args.out)):
+        print(written)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``ree validate``: replay the 2010-2014 crisis over the ensemble (or one scenario)
+    and score it against both halves of the record."""
     import dataclasses
 
     from abm.batch.executors import open_executor
@@ -92,7 +141,7 @@ def _validate(args: argparse.Namespace) -> int:
     from abm.validation.replay import VALIDATION_SEED, submit_replays, replication_seeds
     from abm.validation.report import Provenance, write_validation
 
-    replications = _replications(args.replications)
+    replications = _replications(DEFAULT_REPLICATIONS if args.replications is None else args.replications)
     if args.scenario is None:
         members = load_ensemble(args.ensemble, "--ensemble")
     else:
@@ -177,7 +226,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def add_validation_commands(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser(
-        "validate", help="replay the 2010-2014 quota crisis over the calibrated ensemble and score it against the record"
+        "validate", help="replay the 2010-2014 quota crisis over the calibrated ensemble and score it against the "
+        "record; with --holdout 2025, predict the 2025 export-licence episode over the ensemble"
     )
     validate.add_argument(
         "scenario", nargs="?", default=None,
@@ -189,8 +239,14 @@ def add_validation_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_common(validate)
     validate.add_argument(
-        "--replications", type=int, default=DEFAULT_REPLICATIONS,
-        help=f"replications of each member, the same seeds in each (default {DEFAULT_REPLICATIONS})",
+        "--replications", type=int, default=None,
+        help=f"replications of each member, the same seeds in each (default {DEFAULT_REPLICATIONS}; "
+        f"with --holdout, {HOLDOUT_REPLICATIONS})",
+    )
+    validate.add_argument(
+        "--holdout", type=int, default=None, metavar="YEAR",
+        help=f"predict a holdout episode instead ({', '.join(map(str, HOLDOUTS))}: "
+        f"experiments/{HOLDOUTS[2025].name}); writes holdout_YEAR.md, its figures and series into --out",
     )
     validate.add_argument("--seed", type=int, default=None, help="validation seed (default: the fixed one)")
     validate.set_defaults(handler=_validate)
