@@ -55,12 +55,10 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     """Validate a scenario file, or an experiment file (one that names its ``scenario``)."""
     if "scenario" in read_toml(Path(args.scenario), args.scenario, "file"):
-        from abm.batch.experiment import design_points, load_experiment
+        from abm.batch.experiment import load_experiment
 
         experiment = load_experiment(args.scenario)
-        points = design_points(experiment.design, experiment.samples, experiment.factors)
-        runs = points * len(experiment.policies) * experiment.replications
-        print(f"{args.scenario}: ok (experiment {experiment.name}, {runs} runs at most)")
+        print(f"{args.scenario}: ok (experiment {experiment.name}, {experiment.planned_runs()} runs at most)")
         return 0
     scenario = load_scenario(args.scenario)
     print(f"{args.scenario}: ok ({scenario.name}, {scenario.horizon_months} months)")

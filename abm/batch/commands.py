@@ -48,7 +48,7 @@ def _batch(args: argparse.Namespace) -> int:
     from abm.batch.experiment import load_experiment
     from abm.batch.runner import run_batch
 
-    experiment = load_experiment(args.experiment)
+    experiment = load_experiment(args.experiment, use_ensemble=not args.no_ensemble)
     if args.replications is not None:
         experiment = experiment.with_replications(args.replications)
     out = _out(args, experiment)
@@ -79,7 +79,9 @@ def _report(args: argparse.Namespace) -> int:
     if not store.exists() or not (store.folder / "metrics.parquet").exists():
         raise ScenarioError(store.folder, "store", str(store.folder), "a results folder written by ree batch")
     experiment_file = Path(store.manifest().get("experiment_file", ""))
-    experiment = load_experiment(experiment_file) if experiment_file.is_file() else None
+    # The ensemble's members are read from the runs (factor.ensemble_member): its folder may
+    # have been recalibrated since, or the batch run with --no-ensemble.
+    experiment = load_experiment(experiment_file, use_ensemble=False) if experiment_file.is_file() else None
     for path in _write_report(store.folder, experiment):
         print(path)
     return 0
@@ -93,6 +95,10 @@ def add_batch_commands(commands: argparse._SubParsersAction) -> None:
     batch.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     batch.add_argument("--scheduler", help="address of a running Dask scheduler (with --executor dask)")
     batch.add_argument("--replications", type=int, help="override the file's replications (run any experiment small)")
+    batch.add_argument(
+        "--no-ensemble", action="store_true",
+        help="run on the scenario's own parameters, as if the file named no ensemble",
+    )
     batch.add_argument("--resume", action="store_true", help="continue an interrupted batch (reruns always skip finished runs)")
     batch.add_argument(
         "--force", action="store_true",

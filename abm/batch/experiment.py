@@ -9,11 +9,17 @@ error as a scenario when a key, value or combination is wrong:
     replications = 10
     seed = 20261128
     record_every = 3                     # months between recorded steps
+    ensemble = "calibrated"              # optional: a folder of member files (relative to this file)
     [factors]                            # model keywords or scenario keys
     quota_cut = [0.0, 0.4, 0.8]          # lists for a full factorial ...
     "market.short_run_elasticity" = {low = -0.2, high = -0.1}   # ... ranges for sampled designs
     [policies]                           # lever settings to compare; "none" is added
     stockpile = {stockpile_months = 3.0}
+
+With an ``ensemble`` (the member files ``ree calibrate`` writes), every design point is
+run once per member: the member's ``[market]`` settings, then the point's factors, then
+the policy's settings (later ones win, so a factor sweeping a setting a member states
+overrides the member's value).
 """
 
 import itertools
@@ -25,12 +31,16 @@ from typing import Any
 from abm.model import RECORDED
 from abm.scenario import Scenario, ScenarioError, load_scenario, read_toml, setting_type
 from abm.schema import NOT_SHOWN, plain_name
+from abm.validation.ensemble import Member, load_ensemble
 
 DESIGNS = ("full_factorial", "latin_hypercube", "sobol", "morris")
-# The most runs one experiment may plan (design points x policies x replications),
+# The most runs one experiment may plan (design points x members x policies x replications),
 # checked before any sampling: larger designs would hang in SALib or fill the disk.
 MAX_RUNS = 1_000_000
 NO_POLICY = "none"
+# The factor naming a run's ensemble member (``factor.ensemble_member`` in the store); it
+# is recorded with the design point but never applied as a setting.
+ENSEMBLE_FACTOR = "ensemble_member"
 DEFAULT_SERIES = ("price", "shortfall", "demand", "strategic_stock", "tension", "policy_cost")
 
 
@@ -61,23 +71,33 @@ class Experiment:
     series_variables: tuple[str, ...] = DEFAULT_SERIES
     description: str = ""
     record_agents: bool = False  # also store every agent's series (agents.parquet)
+<<<<<<< HEAD
     # Set by `ree calibrate`, not by experiment files: every design point meets the same
     # seed in each replication (common random numbers), and each run also records the
     # simulated value of every historical target of this half (abm/data/history/).
     shared_seeds: bool = False
     targets: str = ""
+=======
+    ensemble: tuple[Member, ...] = ()  # calibrated members each design point runs with (none: the scenario's own)
+
+    def planned_runs(self) -> int:
+        """The most runs the plan holds: design points x members (1 without an ensemble)
+        x policies x replications (a sampled design that repeats a row runs it once)."""
+        points = design_points(self.design, self.samples, self.factors)
+        return points * max(len(self.ensemble), 1) * len(self.policies) * self.replications
+>>>>>>> ens
 
     def with_replications(self, replications: int, source: str | Path = "--replications") -> "Experiment":
         """A copy with another number of replications, within ``MAX_RUNS`` runs."""
         _expect(_is_int(replications) and replications >= 1, source, "replications", replications, "a whole number >= 1")
         points = design_points(self.design, self.samples, self.factors)
-        _check_run_count(points, len(self.policies), replications, source, "replications", replications)
+        _check_run_count(points, len(self.ensemble), len(self.policies), replications, source, "replications", replications)
         return Experiment(**{**self.__dict__, "replications": replications})
 
 
 _KEYS = {
     "name", "description", "scenario", "design", "samples", "factors", "policies",
-    "replications", "seed", "record_every", "series", "record_agents",
+    "replications", "seed", "record_every", "series", "record_agents", "ensemble",
 }
 
 
@@ -100,12 +120,16 @@ def design_points(design: str, samples: int, factors: tuple[Factor, ...]) -> int
     return samples * per_sample
 
 
-def _check_run_count(points: int, policies: int, replications: int, source: str | Path, key: str, value: Any) -> None:
-    """Refuse a plan of more than ``MAX_RUNS`` runs, naming the key that makes it large."""
-    runs = points * policies * replications
+def _check_run_count(
+    points: int, members: int, policies: int, replications: int, source: str | Path, key: str, value: Any
+) -> None:
+    """Refuse a plan of more than ``MAX_RUNS`` runs, naming the key that makes it large;
+    ``members`` is the ensemble's size (0 without one, which runs each point once)."""
+    runs = points * max(members, 1) * policies * replications
+    crossed = f" x {members} ensemble members" if members else ""
     _expect(
         runs <= MAX_RUNS, source, key, value,
-        f"at most {MAX_RUNS:,} runs in all (here {points:,} design points x {policies} policies "
+        f"at most {MAX_RUNS:,} runs in all (here {points:,} design points{crossed} x {policies} policies "
         f"x {replications} replications = {runs:,})",
     )
 
@@ -175,21 +199,38 @@ def _policies(table: dict[str, Any], scenario: Scenario, source: Path) -> dict[s
     return policies
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def _ensemble(table: dict[str, Any], scenario: Scenario, source: Path) -> tuple[Member, ...]:
+    """The members of the table's ``ensemble`` folder (a path relative to ``source``'s
+    folder), best first, each of whose settings the base scenario must accept; () without
+    the key. A folder without member files is a ScenarioError on ``ensemble``."""
+    if "ensemble" not in table:
+        return ()
+    folder = table["ensemble"]
+    _expect(isinstance(folder, str), source, "ensemble", folder, "the path of a folder of member files")
+    members = load_ensemble(source.parent / folder, source)
+    for member in members:
+        scenario.with_settings(member.settings, source=f"{source}: ensemble {member.name}")
+    return members
+
+
+def load_experiment(path: str | Path, use_ensemble: bool = True) -> Experiment:
     """Read and validate an experiment file; every problem is a ScenarioError naming the key.
-    Its ``scenario`` is a path relative to the file."""
+    Its ``scenario`` and ``ensemble`` are paths relative to the file; ``use_ensemble=False``
+    reads it as if it had no ``ensemble`` (``ree batch --no-ensemble``)."""
     source = Path(path)
-    return experiment_from_dict(read_toml(source, source, "file"), source=source)
+    return experiment_from_dict(read_toml(source, source, "file"), source=source, use_ensemble=use_ensemble)
 
 
 def experiment_from_dict(
-    table: dict[str, Any], scenario: Scenario | str | Path | None = None, source: str | Path = "<python>"
+    table: dict[str, Any], scenario: Scenario | str | Path | None = None, source: str | Path = "<python>",
+    use_ensemble: bool = True,
 ) -> Experiment:
     """Validate an experiment given as a table (the keys of an experiment file), the
     Python-first way to build one: ``experiment_from_dict({"name": "mine", "factors":
     {"quota_cut": [0.2, 0.5]}, "replications": 5}, scenario=load_scenario(...))``. The base
     scenario is ``scenario`` (a Scenario or a path) or else the table's ``scenario`` key, a
-    path relative to ``source``'s folder. Every problem is a ScenarioError naming the key."""
+    path relative to ``source``'s folder; so is the ``ensemble`` folder, which is not read
+    when ``use_ensemble`` is False. Every problem is a ScenarioError naming the key."""
     source = Path(source)
     for key in table:
         _expect(key in _KEYS, source, key, NOT_SHOWN, f"a key among {', '.join(sorted(_KEYS))}")
@@ -217,18 +258,21 @@ def experiment_from_dict(
     factors = tuple(_factor(n, spec, design, scenario, source) for n, spec in raw_factors.items())
     _expect(design == "full_factorial" or factors, source, "factors", raw_factors, f"at least one range for design {design}")
     policies = _policies(table, scenario, source)
+    ensemble = _ensemble(table, scenario, source) if use_ensemble else ()
     points = design_points(design, samples, factors)
     if points * len(policies) > MAX_RUNS or design != "full_factorial":
         key, value = ("samples", samples) if design != "full_factorial" else ("factors", f"{points:,} level combinations")
+    elif points * max(len(ensemble), 1) * len(policies) > MAX_RUNS:
+        key, value = "ensemble", f"{len(ensemble)} members"
     else:  # the design is small enough: what makes the plan large is the replications
         key, value = "replications", replications
-    _check_run_count(points, len(policies), replications, source, key, value)
+    _check_run_count(points, len(ensemble), len(policies), replications, source, key, value)
     _check_combinations(factors, policies, design, scenario, source)
     return Experiment(
         name=name, source=source, scenario=scenario, scenario_path=scenario_path, design=design,
         samples=samples, factors=factors, policies=policies, replications=replications, seed=seed,
         record_every=record_every, series_variables=tuple(series), description=description,
-        record_agents=record_agents,
+        record_agents=record_agents, ensemble=ensemble,
     )
 
 

@@ -1,10 +1,16 @@
-"""From an experiment to runs: design points x policies x replications.
+"""From an experiment to runs: design points (x ensemble members) x policies x replications.
 
 Run ids are hashes of what a run is (design point, policy, replication), never a
 counter, so a rerun finds the runs it already has. Seeds come from numpy's
 SeedSequence keyed by (design point, replication) and not by policy: every policy
+<<<<<<< HEAD
 meets the same random numbers, so its effect is a paired difference. A calibration
 (``shared_seeds``) keys them by replication alone, so every candidate meets them too.
+=======
+meets the same random numbers, so its effect is a paired difference. With an ensemble,
+a design point is one per member (its ``ensemble_member`` factor is part of the point),
+so members differ in point ids, seeds and run ids; without one, points are the design's rows.
+>>>>>>> ens
 """
 
 import hashlib
@@ -16,13 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from abm.batch.experiment import Experiment
+from abm.batch.experiment import ENSEMBLE_FACTOR, Experiment
 from abm.scenario import Scenario
 
 
 @dataclass(frozen=True)
 class RunTask:
-    """Everything a worker needs to make one run (picklable, self-contained)."""
+    """Everything a worker needs to make one run (picklable, self-contained): ``point`` is
+    the design point as the store records it (``factor.<name>``, ``ensemble_member``
+    among them under an ensemble), ``settings`` what the run applies to ``scenario``."""
 
     run_id: str
     point_id: str
@@ -84,11 +92,27 @@ def point_id(point: dict[str, Any]) -> str:
     return _digest(point, 12)
 
 
+def member_point(row: dict[str, Any], member: str) -> dict[str, Any]:
+    """The design point of design row ``row`` run with ensemble member ``member``."""
+    return {ENSEMBLE_FACTOR: member, **row}
+
+
+def run_points(experiment: Experiment) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(point, settings) per distinct design row, crossed with every ensemble member: the
+    point as recorded (with ``ensemble_member``) and what it sets, the member's settings
+    overridden by the row's factors; without an ensemble both are the row."""
+    rows = list({point_id(row): row for row in design_matrix(experiment)}.values())
+    if not experiment.ensemble:
+        return [(row, row) for row in rows]
+    return [(member_point(row, m.name), {**m.settings, **row}) for row in rows for m in experiment.ensemble]
+
+
 def plan_runs(experiment: Experiment) -> list[RunTask]:
-    """One task per distinct design point x policy x replication, in a stable order."""
-    points = list({point_id(p): p for p in design_matrix(experiment)}.items())
+    """One task per distinct design point (x member) x policy x replication, in a stable
+    order; a task's settings are its point's, overridden by its policy's."""
     tasks = []
-    for pid, point in points:
+    for point, point_settings in run_points(experiment):
+        pid = point_id(point)
         for replication in range(experiment.replications):
             key = (replication,) if experiment.shared_seeds else (int(pid, 16), replication)
             sequence = np.random.SeedSequence(experiment.seed, spawn_key=key)
@@ -97,7 +121,7 @@ def plan_runs(experiment: Experiment) -> list[RunTask]:
                 tasks.append(RunTask(
                     run_id=_digest({"point": point, "policy": policy, "replication": replication}),
                     point_id=pid, point=point, policy=policy, replication=replication, seed=seed,
-                    scenario=experiment.scenario, settings={**point, **settings},
+                    scenario=experiment.scenario, settings={**point_settings, **settings},
                     record_every=experiment.record_every, series_variables=experiment.series_variables,
                     record_agents=experiment.record_agents, targets=experiment.targets,
                 ))

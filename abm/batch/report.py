@@ -6,7 +6,9 @@ is typed in. ``ema_results.tar.gz`` holds the runs as EMA Workbench's
 ``(experiments, outcomes)`` for scenario discovery (PRIM) and feature scoring when
 ema_workbench is installed: every factor, each run's policy and its lever values, every
 scalar outcome and the main time series. Outcome names and their labels come from the
-metric catalogue ``abm.metrics.METRICS``.
+metric catalogue ``abm.metrics.METRICS``. A store run over a calibrated ensemble (its runs
+carry ``factor.ensemble_member``) also gets each member's resilience gained and ranking
+of the policies, and whether that ranking is stable across members.
 """
 
 import json
@@ -19,14 +21,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy.stats import kendalltau  # noqa: E402
 
-from abm.batch.experiment import NO_POLICY  # noqa: E402
+from abm.batch.experiment import ENSEMBLE_FACTOR, NO_POLICY  # noqa: E402
 from abm.figures import element_grid, save_figure  # noqa: E402
 from abm.metrics import (  # noqa: E402
     METRICS, STAGES, bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric,
 )
 from abm.output import atomic_write  # noqa: E402
 from abm.scenario import Scenario, setting_value  # noqa: E402
+from abm.validation.ensemble import member_rank  # noqa: E402
 
 # Headline outcomes: lower is better for all of them.
 OUTCOMES = (
@@ -48,6 +52,9 @@ DEAL_OUTCOMES = ("deal_months", "deal_breaks_count", "deal_transfer_usd", "deal_
 # Outcomes whose sensitivity indices the report shows.
 SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
 RESAMPLES = 2000
+# Across the calibrated ensemble, policies are ranked by their fall in this outcome.
+HEADLINE = "shortfall_outside_exporter_t"
+MEMBER_COLUMN = f"factor.{ENSEMBLE_FACTOR}"
 
 
 def _factor_columns(metrics: pd.DataFrame) -> list[str]:
@@ -92,6 +99,41 @@ def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
             row.update({f"{outcome}_gain": gain, f"{outcome}_gain_low": low, f"{outcome}_gain_high": high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ensemble_gained(metrics: pd.DataFrame, gained: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame | None:
+    """[members x policies] each policy's resilience gained in ``HEADLINE`` within each
+    ensemble member (``resilience_gained`` of the member's runs, so paired with the same
+    member's no-policy arm): columns member, policy, ``<HEADLINE>_gain`` with ``_low`` and
+    ``_high`` (fractions), ``rank`` among the policies in the member and ``pooled_rank``
+    in ``gained`` (all members together); 1 is the largest fall, and a policy with no fall
+    to measure (NaN: no shortfall without policy) ranks last. Members in rank order. None
+    for a store without an ensemble or without policies."""
+    if MEMBER_COLUMN not in metrics.columns or gained.empty:
+        return None
+    gain = f"{HEADLINE}_gain"
+    columns = ["policy", gain, f"{gain}_low", f"{gain}_high"]
+    members = sorted(metrics[MEMBER_COLUMN].unique(), key=member_rank)
+    parts = [resilience_gained(metrics[metrics[MEMBER_COLUMN] == member], rng) for member in members]
+    table = pd.concat(
+        [part[columns].assign(member=member) for member, part in zip(members, parts, strict=True) if not part.empty],
+        ignore_index=True,
+    )
+    ranking = {"ascending": False, "method": "min", "na_option": "bottom"}
+    table["rank"] = table.groupby("member", sort=False)[gain].rank(**ranking).astype(int)
+    table["pooled_rank"] = table["policy"].map(gained.set_index("policy")[gain].rank(**ranking).astype(int))
+    return table[["member", *columns, "rank", "pooled_rank"]]
+
+
+def ranking_stability(table: pd.DataFrame) -> pd.DataFrame:
+    """Per member of ``ensemble_gained``: its best policy (rank 1; the first of a tie) and
+    Kendall's tau between its ranking and the pooled one (1 = the same order, -1 the
+    reverse; NaN with one policy, or when a ranking is all ties)."""
+    def one(group: pd.DataFrame) -> pd.Series:
+        tau = kendalltau(group["rank"], group["pooled_rank"]).statistic if len(group) > 1 else np.nan
+        return pd.Series({"best_policy": group.loc[group["rank"].idxmin(), "policy"], "kendall_tau": float(tau)})
+
+    return table.groupby("member", sort=False)[["policy", "rank", "pooled_rank"]].apply(one).reset_index()
 
 
 def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, policy: str = NO_POLICY) -> None:
@@ -174,20 +216,23 @@ def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
 def sensitivity_indices(metrics: pd.DataFrame, experiment) -> pd.DataFrame | None:
     """Morris (mu*, its confidence interval, sigma) or Sobol (S1, ST and their confidence
     intervals) indices of SENSITIVITY_OUTCOMES, from the design rows in order, each row's
-    outcome averaged over replications (no-policy arm). The ``_conf`` columns are SALib's
-    half-widths of the 95 % bootstrap interval; Sobol rows carry ``unconverged`` (see
-    ``flag_unconverged``). SALib's warnings are kept out of the output."""
+    outcome averaged over replications (and the ensemble members the runs name) of the
+    no-policy arm. The ``_conf`` columns are SALib's half-widths of the 95 % bootstrap
+    interval; Sobol rows carry ``unconverged`` (see ``flag_unconverged``). SALib's
+    warnings are kept out of the output."""
     if experiment is None or experiment.design not in ("morris", "sobol"):
         return None
-    from abm.batch.plan import salib_problem, design_matrix, point_id
+    from abm.batch.plan import member_point, salib_problem, design_matrix, point_id
 
     problem = salib_problem(experiment)
     rows = design_matrix(experiment)
     base = metrics[metrics["policy"] == NO_POLICY].groupby("point_id").mean(numeric_only=True)
     matrix = np.array([[row[f.name] for f in experiment.factors] for row in rows], dtype=float)
+    members = list(metrics[MEMBER_COLUMN].unique()) if MEMBER_COLUMN in metrics.columns else []
+    ids = [[point_id(member_point(row, m)) for m in members] or [point_id(row)] for row in rows]
     records = []
     for outcome in SENSITIVITY_OUTCOMES:
-        y = np.array([base.loc[point_id(row), outcome] for row in rows], dtype=float)
+        y = np.array([base.loc[points, outcome].mean() for points in ids], dtype=float)
         with warnings.catch_warnings():  # e.g. a constant outcome: 0/0 indices, reported as NaN
             warnings.simplefilter("ignore")
             if experiment.design == "morris":
@@ -368,6 +413,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     figures = folder / "figures"
     supply = supply_chain_summary(ok, rng)  # after the others: their intervals keep their random numbers
     deals = summarise(ok, rng, DEAL_OUTCOMES) if _negotiating(ok, experiment) else None
+    across = ensemble_gained(ok, gained, rng)  # last: without an ensemble, no number above changes
     atomic_write(folder / "summary.csv", lambda h: summary.to_csv(h, index=False))
     written.append(folder / "summary.csv")
     if not gained.empty:
@@ -379,6 +425,9 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if deals is not None:
         atomic_write(folder / "deals.csv", lambda h: deals.to_csv(h, index=False))
         written.append(folder / "deals.csv")
+    if across is not None:
+        atomic_write(folder / "ensemble_gained.csv", lambda h: across.to_csv(h, index=False))
+        written.append(folder / "ensemble_gained.csv")
     if "price" in set(series.get("variable", pd.Series(dtype=str))):
         plot_fan_charts(series, ok, figures / "price_fan_none.png")
         written.append(figures / "price_fan_none.png")
@@ -393,7 +442,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if write_ema(metrics, folder / "ema_results.tar.gz", experiment, series):
         written.append(folder / "ema_results.tar.gz")
     figures_written = [p for p in written if p.suffix == ".png"]
-    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals)
+    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals, across)
     atomic_write(folder / "report.md", lambda h: h.write(report))
     written.append(folder / "report.md")
     return written
@@ -408,7 +457,9 @@ def _negotiating(metrics: pd.DataFrame, experiment) -> bool:
     return on_in_file or any(c.startswith("factor.negotiation.") for c in metrics) or bool(metrics["deal_months"].gt(0).any())
 
 
-def _report_text(manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None) -> str:
+def _report_text(
+    manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None, across=None
+) -> str:
     failed = int((metrics["status"] != "ok").sum()) if "status" in metrics else 0
     lines = [
         f"# {manifest.get('experiment')}: batch report",
@@ -445,6 +496,8 @@ def _report_text(manifest, metrics, summary, gained, indices, figures, folder: P
             "A positive fall is an improvement (0.25 = 25 % less than with no policy).",
             "",
         ]
+    if across is not None:
+        lines += _ensemble_text(across)
     columns = {"policy": "policy", "runs": "runs"}
     columns.update({c: c.removeprefix("factor.") for c in summary.columns if c.startswith("factor.")})
     columns.update({
@@ -480,6 +533,53 @@ def _interval_table(summary: pd.DataFrame, outcomes: tuple[str, ...]) -> str:
     columns.update({c: c.removeprefix("factor.") for c in _factor_columns(summary)})
     columns.update({name: metric_label(name) for name in outcomes})
     return markdown_table(cells, columns)
+
+
+def _ensemble_text(across: pd.DataFrame) -> list[str]:
+    """The section across the calibrated ensemble: ``ensemble_gained`` per member and
+    policy, each member's best policy and Kendall's tau, and the verdict."""
+    gain = f"{HEADLINE}_gain"
+    stability = ranking_stability(across)
+    return [
+        "## Across the calibrated ensemble",
+        "",
+        "Every design point ran once with each member of the calibrated ensemble (the market parameters "
+        "`ree calibrate` found, in the folder the experiment file names). Per member: each policy's fall in "
+        f"{metric_label(HEADLINE)} against the same member's no-policy arm (paired by seed, 95 % bootstrap "
+        "interval), its rank among the policies in that member (1 = the largest fall) and in all members "
+        "pooled (the table above); `ensemble_gained.csv` has the numbers.",
+        "",
+        markdown_table(across, {
+            "member": "member", "policy": "policy", gain: f"fall in {metric_label(HEADLINE)}",
+            f"{gain}_low": "low", f"{gain}_high": "high", "rank": "rank in member", "pooled_rank": "pooled rank",
+        }),
+        markdown_table(stability, {
+            "member": "member", "best_policy": "best policy", "kendall_tau": "Kendall's tau with the pooled ranking",
+        }),
+        stability_verdict(stability),
+        "",
+    ]
+
+
+def stability_verdict(stability: pd.DataFrame) -> str:
+    """One line on whether the policies' ranking holds across the members of
+    ``ranking_stability``: every member in the pooled order, only the best policy the
+    same in every member, or a best policy that depends on the member."""
+    taus, best = stability["kendall_tau"].dropna(), stability["best_policy"]
+    if taus.empty:
+        return "**No ranking to compare:** one policy against the no-policy arm, or ties in every member."
+    low, high = format_number(taus.min()), format_number(taus.max())
+    spread = "Kendall's tau between each member's ranking and the pooled one " + (
+        f"{low} in every member" if low == high else f"from {low} to {high}"
+    )
+    if len(taus) == len(stability) and (taus == 1.0).all():
+        return (f"**Stable:** every member ranks the policies in the pooled order ({spread}); "
+                f"{best.iloc[0]} is best in every member.")
+    if best.nunique() == 1:
+        return (f"**Best policy stable, order not:** {best.iloc[0]} is best in every member, but the others "
+                f"change places ({spread}).")
+    by_member = ", ".join(f"{row.member}: {row.best_policy}" for row in stability.itertuples())
+    return f"**Not stable:** the best policy depends on the member ({by_member}); {spread}."
 
 
 def _deals_text(deals: pd.DataFrame) -> list[str]:

@@ -117,9 +117,10 @@ def model_code_digest(package: Path = PACKAGE) -> str:
 def experiment_hash(experiment: Experiment) -> str:
     """What the plan depends on, from the experiment's content (not a file's bytes, so an
     experiment built in Python has one too): its name, design, samples, factors,
-    policies, root seed, recording and the resolved base scenario. Replications are left
-    out: a store records them on their own, so that changing them is refused with its own
-    message (and done with ``force``)."""
+    policies, root seed, recording, the resolved base scenario and, with an ensemble, each
+    member's name and settings (absent without one, so stores made before ensembles keep
+    their hash). Replications are left out: a store records them on their own, so that
+    changing them is refused with its own message (and done with ``force``)."""
     content = {
         "name": experiment.name, "design": experiment.design, "samples": experiment.samples,
         "factors": [dataclasses.asdict(factor) for factor in experiment.factors], "policies": experiment.policies,
@@ -130,6 +131,8 @@ def experiment_hash(experiment: Experiment) -> str:
     # Only when set, so that every store made before they existed keeps its hash.
     if experiment.shared_seeds or experiment.targets:
         content.update(shared_seeds=experiment.shared_seeds, targets=experiment.targets)
+    if experiment.ensemble:
+        content["ensemble"] = {member.name: member.settings for member in experiment.ensemble}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode()).hexdigest()
 
 
@@ -142,7 +145,7 @@ def _check_store(store: Store, experiment: Experiment, digest: str, resume: bool
     manifest = store.manifest()
     if store.exists() and manifest.get("experiment_hash") != digest:
         raise ScenarioError(
-            out, "store", str(out), "a store made by this experiment (same content and base scenario; stores made "
+            out, "store", str(out), "a store made by this experiment (same content, base scenario and ensemble; stores made "
             "before ree hashed experiment content must be remade): use another --out or delete the folder",
         )
     stored = manifest.get("replications", experiment.replications)

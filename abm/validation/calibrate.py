@@ -34,9 +34,13 @@ SCORES = ("loss", "within", "failed_runs")
 
 
 def check_within_ranges(experiment: Experiment) -> None:
-    """Refuse a factor that is not an [approx] parameter, or a range outside its own."""
+    """Refuse a factor that is not an [approx] parameter, or a range outside its own, and
+    policies or an ensemble (a calibration searches the scenario's own parameters)."""
     if set(experiment.policies) != {"none"}:
         raise ScenarioError(experiment.source, "policies", sorted(experiment.policies), "no policies in a calibration")
+    if experiment.ensemble:
+        folder = str(experiment.ensemble[0].path.parent)
+        raise ScenarioError(experiment.source, "ensemble", folder, "no ensemble in a calibration (it makes one)")
     parameters = {(p.section, p.name): p for p in load_calibration(experiment.scenario.base_year).parameters}
     for factor in experiment.factors:
         section, _, key = factor.name.partition(".")

@@ -33,14 +33,15 @@ class Member:
     settings: dict[str, float]
 
 
-def _rank(path: Path) -> int:
-    return int(path.stem.removeprefix(MEMBER_PREFIX))
+def member_rank(name: str) -> int:
+    """The rank in a member's name (1 for ``member_1``, the best)."""
+    return int(name.removeprefix(MEMBER_PREFIX))
 
 
 def member_paths(folder: Path) -> list[Path]:
     """The member files of ``folder`` in rank order (``member_1.toml``, ``member_2.toml``, ...)."""
     paths = [p for p in folder.glob(f"{MEMBER_PREFIX}*.toml") if p.stem.removeprefix(MEMBER_PREFIX).isdigit()]
-    return sorted(paths, key=_rank)
+    return sorted(paths, key=lambda path: member_rank(path.stem))
 
 
 def load_ensemble(folder: str | Path, source: str | Path = "ensemble") -> tuple[Member, ...]:
