@@ -71,13 +71,11 @@ class Experiment:
     series_variables: tuple[str, ...] = DEFAULT_SERIES
     description: str = ""
     record_agents: bool = False  # also store every agent's series (agents.parquet)
-<<<<<<< HEAD
     # Set by `ree calibrate`, not by experiment files: every design point meets the same
     # seed in each replication (common random numbers), and each run also records the
     # simulated value of every historical target of this half (abm/data/history/).
     shared_seeds: bool = False
     targets: str = ""
-=======
     ensemble: tuple[Member, ...] = ()  # calibrated members each design point runs with (none: the scenario's own)
 
     def planned_runs(self) -> int:
@@ -85,7 +83,6 @@ class Experiment:
         x policies x replications (a sampled design that repeats a row runs it once)."""
         points = design_points(self.design, self.samples, self.factors)
         return points * max(len(self.ensemble), 1) * len(self.policies) * self.replications
->>>>>>> ens
 
     def with_replications(self, replications: int, source: str | Path = "--replications") -> "Experiment":
         """A copy with another number of replications, within ``MAX_RUNS`` runs."""

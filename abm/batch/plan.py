@@ -3,14 +3,11 @@
 Run ids are hashes of what a run is (design point, policy, replication), never a
 counter, so a rerun finds the runs it already has. Seeds come from numpy's
 SeedSequence keyed by (design point, replication) and not by policy: every policy
-<<<<<<< HEAD
 meets the same random numbers, so its effect is a paired difference. A calibration
 (``shared_seeds``) keys them by replication alone, so every candidate meets them too.
-=======
-meets the same random numbers, so its effect is a paired difference. With an ensemble,
-a design point is one per member (its ``ensemble_member`` factor is part of the point),
-so members differ in point ids, seeds and run ids; without one, points are the design's rows.
->>>>>>> ens
+With an ensemble, a design point is one per member (its ``ensemble_member`` factor is
+part of the point), so members differ in point ids, seeds and run ids; without one,
+points are the design's rows.
 """
 
 import hashlib
