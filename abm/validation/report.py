@@ -146,6 +146,12 @@ class Provenance:
 NEAR_BOUND = 0.05  # a setting within 5 % of its searched range's width of an end "lands on the bound"
 
 
+def on_bound(value: float, searched: SearchedRange) -> bool:
+    """Whether ``value`` lies within ``NEAR_BOUND`` of the searched range's width of one of its ends."""
+    position = (value - searched.low) / (searched.high - searched.low)
+    return min(position, 1.0 - position) < NEAR_BOUND
+
+
 def _members_check(members: list[Member], provenance: Provenance) -> str:
     """Whether each member's settings are the calibration table's row of its rank, exactly
     (the files are written by ``ree calibrate``; no value is copied by hand)."""
@@ -173,9 +179,7 @@ def ensemble_table(members: list[Member], provenance: Provenance) -> pd.DataFram
         row = {"member": member.name}
         for r in provenance.searched:
             value = member.settings[r.name]
-            position = (value - r.low) / (r.high - r.low)
-            flag = " (bound)" if min(position, 1.0 - position) < NEAR_BOUND else ""
-            row[r.name] = f"{format_number(value)}{flag}"
+            row[r.name] = f"{format_number(value)}{' (bound)' if on_bound(value, r) else ''}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -235,10 +239,7 @@ def report_text(
         "crps": "CRPS", "verdict": "verdict",
     }
     groups = group_table(results)
-    flagged = [
-        f"`{r.name}` in {m.name}" for m in members for r in provenance.searched
-        if min((m.settings[r.name] - r.low) / (r.high - r.low), (r.high - m.settings[r.name]) / (r.high - r.low)) < NEAR_BOUND
-    ]
+    flagged = [f"`{r.name}` in {m.name}" for m in members for r in provenance.searched if on_bound(m.settings[r.name], r)]
     lines = [
         f"# Historical validation: {name}, over the calibrated ensemble",
         "",
