@@ -8,6 +8,10 @@ Worker processes are started with an explicit ``spawn`` context (never by changi
 the global start method, as ``mesa.batch_run`` does), so results never depend on what
 a forked parent had in memory. They ignore SIGINT (a Ctrl-C on a terminal reaches the
 whole process group): the parent decides, and ends them at once when it stops.
+
+In the parent, Ctrl-C and SIGTERM are held while it talks to a pool
+(``interrupts_deferred``): raised inside ``concurrent.futures``' own code, they can leave
+one of its locks taken, and the command then never ends.
 """
 
 import multiprocessing
@@ -42,6 +46,39 @@ def _handling(signum: int, handler: Any) -> Iterator[None]:
         yield
     finally:
         signal.signal(signum, previous)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM while inside, then deliver them, once each, to the handlers
+    they had; yields the list of the signals noted so far (so a wait can end early).
+
+    Why: a Ctrl-C raised in ``concurrent.futures.wait`` after it took a future's lock and
+    before its ``with`` block began leaves that lock taken for ever. The pool's manager
+    thread then blocks when it fails the future, and the interpreter, which joins that
+    thread at exit, never ends (CI hung so, reproduced in tests/test_batch_stops.py).
+    Raised here instead, the exception leaves from this project's code, holding nothing.
+    Outside the main thread, or for a handler not set from Python, nothing is held."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:
+                previous[signum] = signal.signal(signum, note)
+    except ValueError:  # not the main thread: signals are not its to handle
+        yield noted
+        return
+    try:
+        yield noted
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -89,12 +126,14 @@ class WorkerPool(Executor):
         )
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._pool.submit(fn, *args, **kwargs)
+        with interrupts_deferred():
+            return self._pool.submit(fn, *args, **kwargs)
 
     def restart(self) -> None:
         """A fresh set of workers, after the old pool broke (a worker died)."""
-        self.stop()
-        self._pool = self._new_pool()
+        with interrupts_deferred():
+            self.stop()
+            self._pool = self._new_pool()
 
     def stop(self) -> None:
         """End every worker now (SIGTERM, then SIGKILL after ``STOP_SECONDS``); pending
@@ -131,7 +170,8 @@ class DaskExecutor(Executor):
         self.in_flight = 2 * max(sum(client.nthreads().values()), 1)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._executor.submit(fn, *args, **kwargs)
+        with interrupts_deferred():
+            return self._executor.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._executor.shutdown(wait=wait and not cancel_futures)

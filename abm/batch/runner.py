@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from abm.batch.executors import open_executor
+from abm.batch.executors import interrupts_deferred, open_executor
 from abm.batch.experiment import Experiment
 from abm.batch.plan import RunTask, plan_runs
 from abm.batch.store import Store, store_error
@@ -93,6 +93,7 @@ def _git_commit() -> str:
 
 
 PACKAGE = Path(__file__).resolve().parents[1]
+STOP_POLL_SECONDS = 0.1  # how often a wait for runs looks for a Ctrl-C or SIGTERM it holds
 
 
 # What a run's numbers depend on: the model's modules, its agents, its calibration loader
@@ -269,17 +270,28 @@ def _execute(pool: Executor, todo: list[RunTask], store: Store, bar: Progress) -
             broken = False
         if not broken:
             broken = not _submit(pool, queue, suspects, retrying, pending)
-        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in finished:
-            task = pending.pop(future)
-            error = future.exception()
-            if isinstance(error, BrokenExecutor) and task.run_id not in retrying:
-                broken = True
-                suspects.append(task)
-                continue
-            record, series, agents = future.result() if error is None else (_failed_record(task, error), None, None)
-            store.write_run(record, series, agents)
-            bar.update(failed=record["status"] != "ok")
+        with interrupts_deferred() as stopping:  # a Ctrl-C lands after the runs that finished are written
+            for future in _first_finished(pending, stopping):
+                task = pending.pop(future)
+                error = future.exception()
+                if isinstance(error, BrokenExecutor) and task.run_id not in retrying:
+                    broken = True
+                    suspects.append(task)
+                    continue
+                record, series, agents = future.result() if error is None else (_failed_record(task, error), None, None)
+                store.write_run(record, series, agents)
+                bar.update(failed=record["status"] != "ok")
+
+
+def _first_finished(pending: dict[Future, RunTask], stopping: list[int]) -> set[Future]:
+    """The futures of ``pending`` that are done, once at least one is or a stop signal
+    is noted in ``stopping`` (checked every ``STOP_POLL_SECONDS``); none at once when
+    nothing is pending (a pool found broken at submission)."""
+    while pending:
+        finished, _ = wait(pending, timeout=STOP_POLL_SECONDS, return_when=FIRST_COMPLETED)
+        if finished or stopping:
+            return finished
+    return set()
 
 
 def _submit(
