@@ -36,6 +36,17 @@ def element_grid(series: pd.DataFrame, variable: str):
     return data, elements, figure, used
 
 
+def save_for_print(figure, path: Path, dpi: int = 200) -> list[Path]:
+    """Lay out, write atomically as ``dpi`` PNG at ``path`` and as SVG beside it, free the
+    figure; the two paths."""
+    figure.tight_layout()
+    svg = path.with_suffix(".svg")
+    atomic_write(path, lambda handle: figure.savefig(handle, dpi=dpi, format="png"), binary=True)
+    atomic_write(svg, lambda handle: figure.savefig(handle, format="svg"), binary=True)
+    plt.close(figure)
+    return [path, svg]
+
+
 def save_figure(figure, path: Path, dpi: int = 110) -> None:
     """Lay out, write atomically as PNG, and free the figure."""
     figure.tight_layout()

@@ -181,6 +181,10 @@ _CATALOGUE = (
            "element", False),
     Metric("shortfall_outside_exporter", "t", "shortfall outside exporter",
            "cumulative unmet demand of importers outside the dominant exporter", "element"),
+    Metric("demand_foregone_outside_exporter", "t", "demand foregone outside exporter",
+           "cumulative t that importers outside the dominant exporter would have used at reference prices and did "
+           "not: priced out (demand destroyed above reference prices) or not delivered (shortfall); per region and "
+           "month at least 0 (abm.run._foregone)", "element"),
     Metric("shortfall_outside_exporter", "fraction", "shortfall share outside exporter",
            "share of the demand outside the dominant exporter left unmet over the run", "element", False),
     Metric("magnet_user_shortfall_outside_exporter", "tproduct", "magnet users' shortfall outside exporter",
@@ -217,6 +221,8 @@ _CATALOGUE = (
            "t REO a year of mine capacity that private investment has running outside the dominant exporter at "
            "the horizon"),
     Metric("unserved_value", "usd", "unserved value", "value at 2024 prices of the shortfall outside the exporter"),
+    Metric("foregone_value", "usd", "foregone value",
+           "value at 2024 prices of the demand foregone outside the exporter (priced out or not delivered)"),
     Metric("mean_tension", "index", "mean tension", "mean bilateral tension over pairs and months"),
     Metric("policy_cost", "usd", "policy cost", "what the policy levers cost over the run (per lever: that lever)",
            "lever"),

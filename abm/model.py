@@ -56,7 +56,7 @@ MIN_CHOKE = 1e-3
 # What DataCollector records each step: model attributes, each an array with fixed
 # labels. Element records are [E, K] (t of each element's oxide, in every product).
 RECORDED = (
-    "price", "demand", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
+    "price", "demand", "demand_at_reference", "supply", "shortfall", "stockpile", "strategic_stock", "tension", "quota",
     "supply_by_origin", "mined", "exports", "unofficial_exports", "spend", "policy_cost",
     "recycled", "consumed", "losses", "stocks",
     "capacity_committed", "capacity_building", "capacity_online", "capacity_abandoned",
@@ -1150,6 +1150,7 @@ class RareEarthModel(mesa.Model):
         users = self.end_users
         self.demand_by_region = self._element_need_by_region(users.need)
         self.demand = self.demand_by_region[:, self._importing_index]
+        self.demand_at_reference = self._element_need_by_region(users.reference_need)[:, self._importing_index]
         self.supply = self._element_need_by_region(users.received)[:, self._importing_index]
         self.shortfall = self._element_need_by_region(users.shortfall)[:, self._importing_index]
         self.stockpile = self._element_need_by_region(users.stock)[:, self._importing_index]
@@ -1216,6 +1217,7 @@ class RareEarthModel(mesa.Model):
         return {
             "price": self.price_zones,
             "demand": self.importing_regions,
+            "demand_at_reference": self.importing_regions,
             "supply": self.importing_regions,
             "shortfall": self.importing_regions,
             "stockpile": self.importing_regions,

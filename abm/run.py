@@ -312,6 +312,7 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     world = model.price_zones.index(WORLD)
     start = model.spec.shock.start + 1  # the step that records the shock's first month
     short_out, demand_out = shortfall[:, :, outside].sum(axis=2), demand[:, :, outside].sum(axis=2)  # [T, E]
+    foregone_out = _foregone(recorded, outside)  # [T, E]
     metrics: dict[str, float] = {}
 
     def put(base: str, value: float, suffix: str = "") -> None:
@@ -327,6 +328,7 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
             if exporter in model.price_zones else np.nan
         ), element)
         put("shortfall_outside_exporter_t", short_out[:, e].sum(), element)
+        put("demand_foregone_outside_exporter_t", foregone_out[:, e].sum(), element)
         put("shortfall_outside_exporter_fraction", shortfall_fraction(short_out[:, e], demand_out[:, e]), element)
         _service_metrics(put, service_level(short_out[:, e], demand_out[:, e]), start, element)
         origins = model.cumulative_trade[e][:, importers_outside].sum(axis=1)  # [R]
@@ -354,6 +356,8 @@ def run_metrics(model: RareEarthModel) -> dict[str, float]:
     _service_metrics(put, service_level(short_out @ value, demand_out @ value), start)
     put("unserved_value_usd", (short_out @ value).sum() * USD_PER_T_PER_USD_PER_KG)
     put("shortfall_outside_exporter_t", short_out.sum())
+    put("demand_foregone_outside_exporter_t", foregone_out.sum())
+    put("foregone_value_usd", (foregone_out @ value).sum() * USD_PER_T_PER_USD_PER_KG)
     put("mean_tension_index", np.mean(recorded["tension"]))
     policy_cost = np.asarray(recorded["policy_cost"])  # [T, levers] USD
     put("policy_cost_usd", policy_cost.sum())
@@ -392,6 +396,18 @@ def _new_capacity_outside(model: RareEarthModel, exporter: str) -> dict[str, flo
         if region != exporter:
             total[stage] = total.get(stage, 0.0) + float(value)
     return total
+
+
+def _foregone(recorded: dict, regions: list[int]) -> np.ndarray:
+    """[T, E] t of each element's oxide that end users in ``regions`` (indices of the
+    importing regions) would have used at reference prices and did not: the need at
+    reference prices less what they consumed (need less shortfall), per region and month,
+    at least 0 (a month of cheap supply does not offset a month of scarcity). It counts
+    what prices priced out (demand destroyed) as well as what was not delivered
+    (shortfall)."""
+    reference = np.asarray(recorded["demand_at_reference"])[:, :, regions]  # [T, E, regions]
+    consumed = np.asarray(recorded["demand"])[:, :, regions] - np.asarray(recorded["shortfall"])[:, :, regions]
+    return np.maximum(reference - consumed, 0.0).sum(axis=2)
 
 
 def _shortfall_by_use(model: RareEarthModel, regions: list[int]) -> tuple[float, float]:

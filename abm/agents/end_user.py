@@ -61,6 +61,7 @@ class EndUsers:
         self._factors: tuple[np.ndarray, np.ndarray] | None = None
         self.price_memory = np.ones_like(self.base_need)
         self.need = self.base_need.copy()
+        self.reference_need = self.base_need.copy()  # [B, P] what need would be at reference prices
         self.want = self.base_need.copy()
         self.stock = self.inventory_months[:, None] * self.base_need
         zeros = np.zeros_like(self.base_need)
@@ -106,14 +107,18 @@ class EndUsers:
         noise: np.ndarray,
         params: MarketParameters,
     ) -> None:
-        """Set ``need``, ``stock_target`` (working stock aimed at, raised by tension with
-        the dominant exporter) and ``want`` [B, P] t at this month's posted prices ``price`` [B, P]."""
+        """Set ``need``, ``reference_need`` (the need at reference prices: the trend with
+        this month's noise, before the price response), ``stock_target`` (working stock
+        aimed at, raised by tension with the dominant exporter) and ``want`` [B, P] t at
+        this month's posted prices ``price`` [B, P]."""
         ratio = price / reference_price
         self.price_memory = self.price_memory + (ratio - self.price_memory) / params.price_memory_months
         response = ratio**params.short_run_elasticity * self.price_memory ** (
             params.long_run_elasticity - params.short_run_elasticity
         )
-        self.need = self.trend_need(month) * response * noise
+        trend = self.trend_need(month)
+        self.reference_need = trend * noise
+        self.need = trend * response * noise
         self.stock_target = self.inventory_months[:, None] * self.need * (1.0 + params.hoarding_response * tension)[:, None]
         self.want = np.maximum(self.need + (self.stock_target - self.stock) / params.restock_months, 0.0)
 

@@ -23,8 +23,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
-from abm.batch.experiment import ENSEMBLE_FACTOR, NO_POLICY  # noqa: E402
-from abm.figures import element_grid, save_figure  # noqa: E402
+from abm.batch.effects import (  # noqa: E402
+    FOREGONE, MEMBER_COLUMN, by_design_point, design_columns, interactions, paired_pairs, policy_effects,
+)
+from abm.batch.effect_figures import plot_cost_resilience, plot_effects, point_label  # noqa: E402
+from abm.batch.effects_text import effects_text  # noqa: E402
+from abm.batch.experiment import NO_POLICY  # noqa: E402
+from abm.batch.fans import plot_price_fans  # noqa: E402
+from abm.batch.tables import format_number, format_usd, markdown_table  # noqa: E402
+from abm.figures import save_figure  # noqa: E402
 from abm.metrics import (  # noqa: E402
     METRICS, STAGES, bootstrap_mean_ci, metric_label, paired_relative_gain, parse_metric,
 )
@@ -34,7 +41,7 @@ from abm.validation.ensemble import member_rank  # noqa: E402
 
 # Headline outcomes: lower is better for all of them.
 OUTCOMES = (
-    "shortfall_outside_exporter_t", "resilience_loss_months", "shortfall_depth_fraction", "recovery_months",
+    "demand_foregone_outside_exporter_t", "shortfall_outside_exporter_t", "resilience_loss_months", "shortfall_depth_fraction", "recovery_months",
     "unserved_value_usd", "world_price_volatility_fraction_Dy", "world_price_volatility_fraction_Nd",
     "world_price_peak_ratio_Dy",
 )
@@ -53,8 +60,7 @@ DEAL_OUTCOMES = ("deal_months", "deal_breaks_count", "deal_transfer_usd", "deal_
 SENSITIVITY_OUTCOMES = ("world_price_volatility_fraction_Dy", "shortfall_outside_exporter_t", "resilience_loss_months")
 RESAMPLES = 2000
 # Across the calibrated ensemble, policies are ranked by their fall in this outcome.
-HEADLINE = "shortfall_outside_exporter_t"
-MEMBER_COLUMN = f"factor.{ENSEMBLE_FACTOR}"
+HEADLINE = FOREGONE
 
 
 def _factor_columns(metrics: pd.DataFrame) -> list[str]:
@@ -63,19 +69,26 @@ def _factor_columns(metrics: pd.DataFrame) -> list[str]:
 
 def summarise(metrics: pd.DataFrame, rng: np.random.Generator, outcomes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Mean and 95 % bootstrap interval (``<outcome>_mean``, ``_low``, ``_high``) of each
-    of ``outcomes`` (default: OUTCOMES and policy cost), per design point and policy."""
+    of ``outcomes`` (default: OUTCOMES and policy cost), per design point (its factors;
+    over a calibrated ensemble, every member's runs of the point together) and policy."""
     rows = []
-    keys = ["point_id", "policy"]
-    for (point, policy), group in metrics.groupby(keys, sort=True):
-        row = {"point_id": point, "policy": policy, "runs": len(group)}
-        row.update({c: group[c].iloc[0] for c in _factor_columns(group)})
-        for outcome in (*OUTCOMES, "policy_cost_usd") if outcomes is None else outcomes:
-            values = group[outcome].to_numpy(dtype=float)
-            low, high = bootstrap_mean_ci(values, rng, RESAMPLES)
-            row.update({f"{outcome}_mean": values.mean(), f"{outcome}_low": low, f"{outcome}_high": high})
-        rows.append(row)
+    for policy in sorted(set(metrics["policy"])):
+        for point, group in by_design_point(metrics[metrics["policy"] == policy], design_columns(metrics)):
+            rows.append(_summary_row(point, policy, group, rng, outcomes))
     summary = pd.DataFrame(rows)
     return summary.sort_values([*_factor_columns(summary), "policy"], ignore_index=True)
+
+
+def _summary_row(point: dict, policy: str, group: pd.DataFrame, rng: np.random.Generator,
+                 outcomes: tuple[str, ...] | None) -> dict:
+    """One row of ``summarise``: the point's factors, policy, runs and each outcome's mean
+    and interval over ``group``'s runs."""
+    row = {**point, "policy": policy, "runs": len(group)}
+    for outcome in _present((*OUTCOMES, "policy_cost_usd") if outcomes is None else outcomes, group):
+        values = group[outcome].to_numpy(dtype=float)
+        low, high = bootstrap_mean_ci(values, rng, RESAMPLES)
+        row.update({f"{outcome}_mean": values.mean(), f"{outcome}_low": low, f"{outcome}_high": high})
+    return row
 
 
 def supply_chain_summary(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame | None:
@@ -85,34 +98,43 @@ def supply_chain_summary(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.
     return summarise(metrics, rng, outcomes) if outcomes else None
 
 
+def _present(outcomes: tuple[str, ...], metrics: pd.DataFrame) -> tuple[str, ...]:
+    """The ``outcomes`` a store's runs report (a store made by an older model lacks some)."""
+    return tuple(name for name in outcomes if name in metrics.columns)
+
+
 def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Relative fall of each outcome against the no-policy arm, paired by design point and
-    replication (the same seeds), with a bootstrap interval over the pairs."""
+    """Relative fall of each outcome against the no-policy arm per design point (its
+    factors other than the ensemble member) and policy, paired by point and replication
+    (the same seeds), with a bootstrap interval over the pairs; never pooled across
+    design points. Columns: the design point's factors, policy, pairs,
+    ``policy_cost_usd_mean`` and ``<outcome>_gain`` with ``_low`` and ``_high``."""
     rows = []
-    keys = ["point_id", "replication"]
-    base = metrics.loc[metrics["policy"] == NO_POLICY, [*keys, *OUTCOMES]]
-    for policy, group in metrics[metrics["policy"] != NO_POLICY].groupby("policy", sort=True):
-        paired = group.merge(base, on=keys, how="inner", suffixes=("", "_base"))
-        row = {"policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
-        for outcome in OUTCOMES:
-            gain, low, high = paired_relative_gain(paired[f"{outcome}_base"], paired[outcome], rng, RESAMPLES)
-            row.update({f"{outcome}_gain": gain, f"{outcome}_gain_low": low, f"{outcome}_gain_high": high})
-        rows.append(row)
+    outcomes = _present(OUTCOMES, metrics)
+    for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
+        for point, paired in by_design_point(paired_pairs(metrics, policy, outcomes), design_columns(metrics)):
+            row = {**point, "policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
+            for outcome in outcomes:
+                gain, low, high = paired_relative_gain(paired[f"{outcome}_base"], paired[outcome], rng, RESAMPLES)
+                row.update({f"{outcome}_gain": gain, f"{outcome}_gain_low": low, f"{outcome}_gain_high": high})
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def ensemble_gained(metrics: pd.DataFrame, gained: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame | None:
-    """[members x policies] each policy's resilience gained in ``HEADLINE`` within each
-    ensemble member (``resilience_gained`` of the member's runs, so paired with the same
-    member's no-policy arm): columns member, policy, ``<HEADLINE>_gain`` with ``_low`` and
-    ``_high`` (fractions), ``rank`` among the policies in the member and ``pooled_rank``
-    in ``gained`` (all members together); 1 is the largest fall, and a policy with no fall
-    to measure (NaN: no shortfall without policy) ranks last. Members in rank order. None
-    for a store without an ensemble or without policies."""
-    if MEMBER_COLUMN not in metrics.columns or gained.empty:
+    """[members x design points x policies] each policy's resilience gained in
+    ``HEADLINE`` within each ensemble member (``resilience_gained`` of the member's runs,
+    so paired with the same member's no-policy arm): columns member, the design point's
+    factors, policy, ``<HEADLINE>_gain`` with ``_low`` and ``_high`` (fractions), ``rank``
+    among the policies in the member at that point and ``pooled_rank`` at that point in
+    ``gained`` (all members together); 1 is the largest fall, and a policy with no fall to
+    measure (NaN: no loss without policy) ranks last. Members in rank order. None for a
+    store without an ensemble or without policies."""
+    if MEMBER_COLUMN not in metrics.columns or gained.empty or f"{HEADLINE}_gain" not in gained:
         return None
     gain = f"{HEADLINE}_gain"
-    columns = ["policy", gain, f"{gain}_low", f"{gain}_high"]
+    design = design_columns(metrics)
+    columns = [*design, "policy", gain, f"{gain}_low", f"{gain}_high"]
     members = sorted(metrics[MEMBER_COLUMN].unique(), key=member_rank)
     parts = [resilience_gained(metrics[metrics[MEMBER_COLUMN] == member], rng) for member in members]
     table = pd.concat(
@@ -120,75 +142,25 @@ def ensemble_gained(metrics: pd.DataFrame, gained: pd.DataFrame, rng: np.random.
         ignore_index=True,
     )
     ranking = {"ascending": False, "method": "min", "na_option": "bottom"}
-    table["rank"] = table.groupby("member", sort=False)[gain].rank(**ranking).astype(int)
-    table["pooled_rank"] = table["policy"].map(gained.set_index("policy")[gain].rank(**ranking).astype(int))
+    table["rank"] = table.groupby(["member", *design], sort=False)[gain].rank(**ranking).astype(int)
+    pooled = gained[[*design, "policy", gain]].copy()
+    pooled["pooled_rank"] = (pooled.groupby(design, sort=False)[gain] if design else pooled[gain]).rank(**ranking)
+    table = table.merge(pooled[[*design, "policy", "pooled_rank"]], on=[*design, "policy"], how="left")
+    table["pooled_rank"] = table["pooled_rank"].astype(int)
     return table[["member", *columns, "rank", "pooled_rank"]]
 
 
 def ranking_stability(table: pd.DataFrame) -> pd.DataFrame:
-    """Per member of ``ensemble_gained``: its best policy (rank 1; the first of a tie) and
-    Kendall's tau between its ranking and the pooled one (1 = the same order, -1 the
-    reverse; NaN with one policy, or when a ranking is all ties)."""
+    """Per member (and design point) of ``ensemble_gained``: its best policy (rank 1; the
+    first of a tie) and Kendall's tau between its ranking and the pooled one at the same
+    point (1 = the same order, -1 the reverse; NaN with one policy, or when a ranking is
+    all ties)."""
     def one(group: pd.DataFrame) -> pd.Series:
         tau = kendalltau(group["rank"], group["pooled_rank"]).statistic if len(group) > 1 else np.nan
         return pd.Series({"best_policy": group.loc[group["rank"].idxmin(), "policy"], "kendall_tau": float(tau)})
 
-    return table.groupby("member", sort=False)[["policy", "rank", "pooled_rank"]].apply(one).reset_index()
-
-
-def plot_fan_charts(series: pd.DataFrame, metrics: pd.DataFrame, path: Path, policy: str = NO_POLICY) -> None:
-    """World and exporter-zone price per element: median, 50 % and 90 % bands over runs."""
-    runs = set(metrics.loc[metrics["policy"] == policy, "run_id"])
-    prices = series[(series["variable"] == "price") & series["run_id"].isin(runs)]
-    zones = [z for z in ("world", "CN") if z in set(prices["region"])]
-    prices, elements, figure, axes = element_grid(prices, "price")
-    for ax, element in zip(axes, elements, strict=True):
-        for zone, colour in zip(zones, ("tab:red", "tab:blue"), strict=False):
-            table = prices[(prices["element"] == element) & (prices["region"] == zone)].pivot(
-                index="step", columns="run_id", values="value"
-            )
-            q = table.quantile([0.05, 0.25, 0.5, 0.75, 0.95], axis=1).T
-            ax.fill_between(q.index, q[0.05], q[0.95], color=colour, alpha=0.15, lw=0)
-            ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.3, lw=0)
-            ax.plot(q.index, q[0.5], color=colour, lw=1.3, label=f"{zone} median")
-        ax.set_yscale("log")
-        ax.set_title(f"{element} oxide, policy: {policy}")
-        ax.set_ylabel("USD/kg")
-    axes[0].legend(fontsize=8)
-    save_figure(figure, path, dpi=100)
-
-
-def _bars(ax, labels, means, lows, highs, title, ylabel) -> None:
-    positions = np.arange(len(labels))
-    errors = np.vstack([np.asarray(means) - np.asarray(lows), np.asarray(highs) - np.asarray(means)])
-    ax.bar(positions, means, yerr=np.clip(errors, 0, None), capsize=3, color="tab:gray")
-    ax.set_xticks(positions, labels, rotation=35, ha="right")
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    ax.axhline(0, color="black", lw=0.6)
-
-
-def plot_policies(summary: pd.DataFrame, gained: pd.DataFrame, folder: Path) -> list[Path]:
-    """Shortfall by policy and resilience gained with 95 % intervals."""
-    written = []
-    by_policy = summary.groupby("policy", sort=True).mean(numeric_only=True).reset_index()
-    figure, ax = plt.subplots(figsize=(9, 4.5))
-    _bars(ax, by_policy["policy"], by_policy["shortfall_outside_exporter_t_mean"],
-          by_policy["shortfall_outside_exporter_t_low"], by_policy["shortfall_outside_exporter_t_high"],
-          "Cumulative shortfall outside the exporter (mean, 95 % CI)", "t REO")
-    written.append(folder / "shortfall_by_policy.png")
-    save_figure(figure, written[-1], dpi=100)
-    if not gained.empty:
-        figure, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-        for ax, outcome, title in zip(
-            axes, ("shortfall_outside_exporter_t", "world_price_volatility_fraction_Dy"),
-            ("Resilience gained: shortfall outside the exporter", "Volatility reduction: world Dy price"), strict=True,
-        ):
-            _bars(ax, gained["policy"], 100 * gained[f"{outcome}_gain"], 100 * gained[f"{outcome}_gain_low"],
-                  100 * gained[f"{outcome}_gain_high"], title, "% fall vs no policy (paired, 95 % CI)")
-        written.append(folder / "resilience_gained.png")
-        save_figure(figure, written[-1], dpi=100)
-    return written
+    keys = ["member", *design_columns(table)]
+    return table.groupby(keys, sort=False)[["policy", "rank", "pooled_rank"]].apply(one).reset_index()
 
 
 def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
@@ -368,37 +340,6 @@ def write_ema(metrics: pd.DataFrame, path: Path, experiment=None, series: pd.Dat
     return True
 
 
-def format_number(value: float, digits: int = 3) -> str:
-    """A number as people read it, never in scientific notation: thousands with
-    separators (``2,514``, ``4,000,000``), smaller values to ``digits`` significant
-    digits (``0.164``, ``12.3``), values that round to zero as ``0``, NaN as ``n/a``."""
-    if not np.isfinite(value):
-        return "n/a" if np.isnan(value) else ("∞" if value > 0 else "−∞")
-    if abs(value) >= 10 ** (digits - 1):
-        return f"{value:,.0f}"
-    if abs(value) < 0.5 * 10 ** -(digits + 1):
-        return "0"
-    decimals = digits - 1 - int(np.floor(np.log10(abs(value))))
-    return f"{value:.{max(decimals, 0)}f}"
-
-
-def markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 3) -> str:
-    """A markdown table of ``columns`` (name -> header) of ``frame``; numbers through
-    ``format_number``, flags as yes/no."""
-    head = "| " + " | ".join(columns.values()) + " |\n|" + "---|" * len(columns) + "\n"
-    body = ""
-    for _, row in frame.iterrows():
-        cells = []
-        for column in columns:
-            value = row[column]
-            if isinstance(value, (bool, np.bool_)):
-                cells.append("yes" if value else "no")
-            else:
-                cells.append(format_number(value, digits) if isinstance(value, (float, np.floating)) else str(value))
-        body += "| " + " | ".join(cells) + " |\n"
-    return head + body
-
-
 def write_report(folder: Path, experiment=None) -> list[Path]:
     """Summary CSVs, figures and report.md for the store in ``folder``."""
     metrics = pd.read_parquet(folder / "metrics.parquet")
@@ -413,7 +354,9 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     figures = folder / "figures"
     supply = supply_chain_summary(ok, rng)  # after the others: their intervals keep their random numbers
     deals = summarise(ok, rng, DEAL_OUTCOMES) if _negotiating(ok, experiment) else None
-    across = ensemble_gained(ok, gained, rng)  # last: without an ensemble, no number above changes
+    across = ensemble_gained(ok, gained, rng)  # after the others: without an ensemble, no number above changes
+    effects = policy_effects(ok, rng) if FOREGONE in ok.columns else pd.DataFrame()
+    combined = interactions(effects, experiment.policies) if experiment is not None and not effects.empty else None
     atomic_write(folder / "summary.csv", lambda h: summary.to_csv(h, index=False))
     written.append(folder / "summary.csv")
     if not gained.empty:
@@ -428,10 +371,15 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if across is not None:
         atomic_write(folder / "ensemble_gained.csv", lambda h: across.to_csv(h, index=False))
         written.append(folder / "ensemble_gained.csv")
+    if not effects.empty:
+        atomic_write(folder / "effects.csv", lambda h: effects.to_csv(h, index=False))
+        written.append(folder / "effects.csv")
+        written += plot_effects(effects, figures / "effects.png") + plot_cost_resilience(effects, figures / "cost_resilience.png")
+    if combined is not None and not combined.empty:
+        atomic_write(folder / "interactions.csv", lambda h: combined.to_csv(h, index=False))
+        written.append(folder / "interactions.csv")
     if "price" in set(series.get("variable", pd.Series(dtype=str))):
-        plot_fan_charts(series, ok, figures / "price_fan_none.png")
-        written.append(figures / "price_fan_none.png")
-    written += plot_policies(summary, gained, figures)
+        written += plot_price_fans(series, ok, figures, experiment.scenario if experiment is not None else None)
     if plot_quota_response(summary, figures / "quota_response.png"):
         written.append(figures / "quota_response.png")
     indices = sensitivity_indices(ok, experiment)
@@ -442,7 +390,8 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     if write_ema(metrics, folder / "ema_results.tar.gz", experiment, series):
         written.append(folder / "ema_results.tar.gz")
     figures_written = [p for p in written if p.suffix == ".png"]
-    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals, across)
+    report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals, across,
+                          effects, combined)
     atomic_write(folder / "report.md", lambda h: h.write(report))
     written.append(folder / "report.md")
     return written
@@ -458,7 +407,8 @@ def _negotiating(metrics: pd.DataFrame, experiment) -> bool:
 
 
 def _report_text(
-    manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None, across=None
+    manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None, across=None,
+    effects=None, combined=None,
 ) -> str:
     failed = int((metrics["status"] != "ok").sum()) if "status" in metrics else 0
     lines = [
@@ -480,20 +430,25 @@ def _report_text(
         "shortfall_outside_exporter_t", "resilience_loss_months", "world_price_volatility_fraction_Dy",
         "world_price_peak_ratio_Dy",
     )
+    if effects is not None and not effects.empty:
+        lines += effects_text(effects, combined)
     if not gained.empty:
+        headline = HEADLINE if f"{HEADLINE}_gain" in gained else shortfall  # a store made before demand foregone
+        falls = {f"{name}_gain": f"fall in {_fall_label(name)}" for name in (shortfall, loss, volatility)}
         lines += [
-            "## Resilience gained against the no-policy arm (paired by seed)",
+            "## Resilience gained against the no-policy arm (paired by seed, per design point)",
             "",
-            markdown_table(gained, {
+            markdown_table(gained.assign(policy_cost_usd_mean=gained["policy_cost_usd_mean"].map(format_usd)), {
+                **{c: c.removeprefix("factor.") for c in design_columns(gained)},
                 "policy": "policy",
-                f"{shortfall}_gain": f"fall in {metric_label(shortfall)}",
-                f"{shortfall}_gain_low": "low",
-                f"{shortfall}_gain_high": "high",
-                f"{loss}_gain": f"fall in {metric_label(loss)}",
-                f"{volatility}_gain": f"fall in {metric_label(volatility)}",
+                f"{headline}_gain": f"fall in {_fall_label(headline)}",
+                f"{headline}_gain_low": "low",
+                f"{headline}_gain_high": "high",
+                **{column: label for column, label in falls.items() if column != f"{headline}_gain"},
                 "policy_cost_usd_mean": metric_label("policy_cost_usd"),
             }),
-            "A positive fall is an improvement (0.25 = 25 % less than with no policy).",
+            "A positive fall is an improvement (0.25 = 25 % less than with no policy); n/a where the no-policy "
+            "arm has no loss to fall from.",
             "",
         ]
     if across is not None:
@@ -519,6 +474,12 @@ def _report_text(
     return "\n".join(lines)
 
 
+def _fall_label(name: str) -> str:
+    """The header of a relative fall in metric ``name``: its label and suffix, as a share."""
+    metric, suffix = parse_metric(name)
+    return f"{metric.label}{' ' + suffix if suffix else ''} (share)"
+
+
 def _interval_table(summary: pd.DataFrame, outcomes: tuple[str, ...]) -> str:
     """A markdown table of ``summarise`` output: each of ``outcomes`` it holds as ``mean
     [low, high]``, per design point and policy."""
@@ -536,27 +497,27 @@ def _interval_table(summary: pd.DataFrame, outcomes: tuple[str, ...]) -> str:
 
 
 def _ensemble_text(across: pd.DataFrame) -> list[str]:
-    """The section across the calibrated ensemble: ``ensemble_gained`` per member and
-    policy, each member's best policy and Kendall's tau, and the verdict."""
-    gain = f"{HEADLINE}_gain"
+    """The section across the calibrated ensemble: per design point, each member's best
+    policy and Kendall's tau with the ranking of all members together, and the verdict
+    (``ensemble_gained.csv`` has every member's fall per policy)."""
     stability = ranking_stability(across)
+    design = design_columns(stability)
+    columns = {"member": "member", **{c: c.removeprefix("factor.") for c in design}, "best_policy": "best policy",
+               "kendall_tau": "Kendall's tau with the pooled ranking"}
+    verdicts = [f"- {point_label(point)}: {stability_verdict(rows)}" if point else stability_verdict(rows)
+                for point, rows in by_design_point(stability, design)]
     return [
         "## Across the calibrated ensemble",
         "",
-        "Every design point ran once with each member of the calibrated ensemble (the market parameters "
-        "`ree calibrate` found, in the folder the experiment file names). Per member: each policy's fall in "
-        f"{metric_label(HEADLINE)} against the same member's no-policy arm (paired by seed, 95 % bootstrap "
-        "interval), its rank among the policies in that member (1 = the largest fall) and in all members "
-        "pooled (the table above); `ensemble_gained.csv` has the numbers.",
+        "Every design point ran with each member of the calibrated ensemble (the market parameters "
+        "`ree calibrate` found, in the folder the experiment file names). Within each member and design point, "
+        f"the policies are ranked by their fall in {metric_label(HEADLINE)} against the same member's no-policy "
+        "arm (paired by seed; 1 = the largest fall), and that ranking is compared with the one of all members "
+        "together at the same point. `ensemble_gained.csv` has each member's fall per policy, with its 95 % "
+        "bootstrap interval and both ranks.",
         "",
-        markdown_table(across, {
-            "member": "member", "policy": "policy", gain: f"fall in {metric_label(HEADLINE)}",
-            f"{gain}_low": "low", f"{gain}_high": "high", "rank": "rank in member", "pooled_rank": "pooled rank",
-        }),
-        markdown_table(stability, {
-            "member": "member", "best_policy": "best policy", "kendall_tau": "Kendall's tau with the pooled ranking",
-        }),
-        stability_verdict(stability),
+        markdown_table(stability, columns),
+        *verdicts,
         "",
     ]
 

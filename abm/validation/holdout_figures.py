@@ -21,7 +21,7 @@ import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from abm.batch.report import format_number  # noqa: E402
+from abm.batch.tables import format_number  # noqa: E402
 from abm.figures import save_figure  # noqa: E402
 from abm.validation.holdout import HoldoutRun  # noqa: E402
 from abm.validation.report import _dates  # noqa: E402

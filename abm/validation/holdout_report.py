@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from abm.batch.report import markdown_table
+from abm.batch.tables import markdown_table
 from abm.output import atomic_write
 from abm.scenario import Scenario
 from abm.validation.ensemble import Member

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 
 from abm.figures import save_figure  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
-from abm.batch.report import format_number, markdown_table  # noqa: E402
+from abm.batch.tables import format_number, markdown_table  # noqa: E402
 from abm.validation.ensemble import Member  # noqa: E402
 from abm.validation.history import CALIBRATION_END, HALVES, ObservedPrice, load_observed_prices, load_targets  # noqa: E402
 from abm.validation.replay import Replay  # noqa: E402

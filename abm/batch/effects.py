@@ -1,0 +1,174 @@
+"""What each policy buys at each design point: paired differences against the no-policy
+arm, never pooled across design points, with BCa bootstrap intervals and what a unit of
+avoided loss costs.
+
+A policy's run and the no-policy run of the same design point and replication (and,
+over a calibrated ensemble, the same member) share their random numbers, so their
+difference is the policy's effect on that draw of the world. Per design point (the
+factors of the experiment other than the ensemble member) and policy:
+
+- ``<outcome>_avoided`` [outcome's unit]: the mean over pairs of no-policy minus policy
+  (positive is better, since every outcome here is a loss), with ``_low`` and ``_high``,
+  the 95 % BCa interval of ``scipy.stats.bootstrap`` (paired, resampling pairs), and
+  ``<outcome>_base``, the no-policy mean;
+- ``usd_per_t_avoided``: the policy's mean cost over the mean demand foregone it avoided
+  (USD per t REO), with a paired BCa interval of that ratio; NaN (and a note) when the
+  policy avoided nothing on average or its interval reaches zero avoided;
+- ``usd_per_volatility_point``: the mean cost over the mean fall of the world Dy price's
+  annualised volatility in percentage points, likewise.
+
+BCa needs pairs that differ: where every pair gives the same difference (no effect at
+all, or one pair), the interval is that value at both ends.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap
+
+from abm.batch.experiment import ENSEMBLE_FACTOR, NO_POLICY
+
+# Losses a policy may avoid, each lower-is-better: demand foregone (priced out or not
+# delivered), shortfall, resilience loss, Dy price volatility outside the exporter.
+FOREGONE = "demand_foregone_outside_exporter_t"
+VOLATILITY = "world_price_volatility_fraction_Dy"
+EFFECT_OUTCOMES = (FOREGONE, "shortfall_outside_exporter_t", "resilience_loss_months", VOLATILITY)
+COST = "policy_cost_usd"
+LEVEL = 0.95
+MEMBER_COLUMN = f"factor.{ENSEMBLE_FACTOR}"
+
+
+def design_columns(metrics: pd.DataFrame) -> list[str]:
+    """The factor columns that make a design point (the ensemble member is not one: the
+    members are the model's parameter uncertainty, over which effects are taken)."""
+    return [c for c in metrics.columns if c.startswith("factor.") and c != MEMBER_COLUMN]
+
+
+def by_design_point(frame: pd.DataFrame, design: list[str]):
+    """(factor values {column: value}, rows) for each design point of ``frame``, in order;
+    the whole frame as one point when there are no factors."""
+    if not design:
+        yield {}, frame
+        return
+    for values, group in frame.groupby(design, sort=True, dropna=False):
+        yield dict(zip(design, values if isinstance(values, tuple) else (values,), strict=True)), group
+
+
+def parts_of(policies: dict[str, dict]) -> dict[str, list[str]]:
+    """{combined policy: its parts}: the policies whose every setting a combined policy
+    holds with the same value, for each policy that holds two or more others (the
+    portfolio and its levers)."""
+    parts = {}
+    for whole, settings in policies.items():
+        inside = [name for name, own in policies.items()
+                  if name != whole and own and all(settings.get(key) == value for key, value in own.items())]
+        if len(inside) >= 2:
+            parts[whole] = sorted(inside)
+    return parts
+
+
+def interactions(effects: pd.DataFrame, policies: dict[str, dict]) -> pd.DataFrame:
+    """Per design point and combined policy (``parts_of``): the demand foregone it
+    avoided (``whole_t``), the sum of what its parts avoided alone (``parts_t``) and
+    ``whole_t - parts_t`` (``interaction_t``: negative when the levers get in each other's
+    way, positive when they reinforce each other), t REO. Empty without a combined policy."""
+    rows = []
+    design = design_columns(effects)
+    for whole, parts in parts_of(policies).items():
+        for point, group in by_design_point(effects, design):
+            avoided = group.set_index("policy")[f"{FOREGONE}_avoided"]
+            if whole not in avoided or not set(parts) <= set(avoided.index):
+                continue
+            total = float(avoided[parts].sum())
+            rows.append({**point, "policy": whole, "parts": ", ".join(parts), "whole_t": float(avoided[whole]),
+                         "parts_t": total, "interaction_t": float(avoided[whole]) - total})
+    return pd.DataFrame(rows)
+
+
+def paired_pairs(metrics: pd.DataFrame, policy: str, outcomes: tuple[str, ...]) -> pd.DataFrame:
+    """The runs of ``policy`` joined to the no-policy run with the same point and
+    replication: columns of ``metrics`` for the policy, ``<outcome>_base`` for the arm."""
+    keys = ["point_id", "replication"]
+    base = metrics.loc[metrics["policy"] == NO_POLICY, [*keys, *outcomes]]
+    runs = metrics[metrics["policy"] == policy]
+    return runs.merge(base, on=keys, how="inner", suffixes=("", "_base"))
+
+
+def mean_interval(values: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, float, float]:
+    """Mean of ``values`` [pairs] and its 95 % BCa interval (scipy.stats.bootstrap)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean()) if values.size else float("nan")
+    if values.size < 2 or np.ptp(values) == 0:
+        return mean, mean, mean
+    result = _bootstrap((values,), np.mean, rng, resamples, paired=False)
+    return mean, *_bounds(result, mean)
+
+
+def ratio_interval(
+    cost: np.ndarray, avoided: np.ndarray, rng: np.random.Generator, resamples: int
+) -> tuple[float, float, float]:
+    """mean(cost) / mean(avoided) over pairs [pairs] and its paired 95 % BCa interval; NaN
+    where the mean avoided is not positive or the interval of the avoided mean reaches 0
+    (a unit cost of an effect that may be nil is unbounded)."""
+    cost, avoided = np.asarray(cost, dtype=float), np.asarray(avoided, dtype=float)
+    nan = (float("nan"),) * 3
+    if avoided.size == 0 or avoided.mean() <= 0:
+        return nan
+    _, low, _ = mean_interval(avoided, rng, resamples)
+    if low <= 0:
+        return nan
+    ratio = float(cost.mean() / avoided.mean())
+    if avoided.size < 2 or (np.ptp(avoided) == 0 and np.ptp(cost) == 0):
+        return ratio, ratio, ratio
+
+    def statistic(c: np.ndarray, a: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(c, axis=axis) / np.mean(a, axis=axis)
+
+    result = _bootstrap((cost, avoided), statistic, rng, resamples, paired=True)
+    return ratio, *_bounds(result, ratio)
+
+
+def _bootstrap(data: tuple, statistic, rng: np.random.Generator, resamples: int, paired: bool):
+    with warnings.catch_warnings():  # degenerate jackknife (near-constant pairs): the interval is NaN
+        warnings.simplefilter("ignore")
+        return bootstrap(data, statistic, n_resamples=resamples, confidence_level=LEVEL, method="BCa",
+                         paired=paired, vectorized=True, rng=rng)
+
+
+def _bounds(result, estimate: float) -> tuple[float, float]:
+    """The interval's ends; where BCa cannot make one (NaN), the estimate itself."""
+    low, high = result.confidence_interval
+    return (estimate if np.isnan(low) else float(low)), (estimate if np.isnan(high) else float(high))
+
+
+def policy_effects(metrics: pd.DataFrame, rng: np.random.Generator, resamples: int = 2000) -> pd.DataFrame:
+    """[design points x policies] the columns of the module docstring, with the design
+    point's factor columns, ``pairs`` and the policy's mean cost ``policy_cost_usd``; rows
+    sorted by design point and policy. Empty without a no-policy arm or other policies.
+    ``metrics``: the store's ok runs (``metrics.parquet``)."""
+    outcomes = tuple(o for o in EFFECT_OUTCOMES if o in metrics.columns)
+    design = design_columns(metrics)
+    rows = []
+    for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
+        pairs = paired_pairs(metrics, policy, outcomes)
+        for point, group in by_design_point(pairs, design):
+            row = {**point, "policy": policy, "pairs": len(group), COST: group[COST].mean()}
+            for outcome in outcomes:
+                avoided = (group[f"{outcome}_base"] - group[outcome]).to_numpy(dtype=float)
+                mean, low, high = mean_interval(avoided, rng, resamples)
+                row.update({f"{outcome}_base": group[f"{outcome}_base"].mean(),
+                            f"{outcome}_avoided": mean, f"{outcome}_avoided_low": low, f"{outcome}_avoided_high": high})
+            cost = group[COST].to_numpy(dtype=float)
+            if FOREGONE in outcomes:
+                foregone = (group[f"{FOREGONE}_base"] - group[FOREGONE]).to_numpy(dtype=float)
+                row.update(zip(("usd_per_t_avoided", "usd_per_t_avoided_low", "usd_per_t_avoided_high"),
+                               ratio_interval(cost, foregone, rng, resamples), strict=True))
+            if VOLATILITY in outcomes:
+                points = 100.0 * (group[f"{VOLATILITY}_base"] - group[VOLATILITY]).to_numpy(dtype=float)
+                row.update(zip(("usd_per_volatility_point", "usd_per_volatility_point_low",
+                                "usd_per_volatility_point_high"), ratio_interval(cost, points, rng, resamples), strict=True))
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).sort_values([*design, "policy"], ignore_index=True)
