@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 from abm.output import atomic_write  # noqa: E402
 
 
-def element_grid(series: pd.DataFrame, variable: str):
+def element_grid(series: pd.DataFrame, variable: str, panel: tuple[float, float] = (4.4, 3.5)):
     """The rows of ``variable`` in a tidy ``series``, its elements in order, and a figure
-    with one panel per element, as near square as the count allows (six elements: 2 x 3,
+    with one panel per element (``panel``: width and height, inches), as near square as the count allows (six elements: 2 x 3,
     nine: 3 x 3; the grid follows the elements of the data, never a fixed count):
     ``(data, elements, figure, axes)`` with ``axes`` flat, row by row, one per element;
     the grid's spare panels are removed and the lowest panel of each column is labelled
@@ -23,7 +23,7 @@ def element_grid(series: pd.DataFrame, variable: str):
     elements = list(dict.fromkeys(data["element"].astype(str)))
     columns = max(1, math.ceil(math.sqrt(len(elements))))
     rows = max(1, math.ceil(len(elements) / columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.5 * rows), sharex=True, squeeze=False)
+    figure, grid = plt.subplots(rows, columns, figsize=(panel[0] * columns, panel[1] * rows), sharex=True, squeeze=False)
     axes = grid.ravel()
     for spare in axes[len(elements):]:
         figure.delaxes(spare)

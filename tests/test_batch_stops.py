@@ -207,7 +207,11 @@ def test_a_ctrl_c_landing_inside_the_wait_for_runs_still_ends_the_command(tmp_pa
     out = tmp_path / "stopped"
     process = start(experiment, out, "--executor", "processes", "--workers", "2",
                     env=hooked(tmp_path, INTERRUPTED_WAIT, REE_TEST_INTERRUPT_WAIT=str(out)))
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a regression hangs: end it
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
     assert re.fullmatch(r"ree: interrupted: [1-5] of 6 runs saved in .*", one_line(stderr))
     assert no_live_processes(process.pid)

@@ -8,7 +8,7 @@ from scipy.stats import bootstrap
 
 from abm.batch import experiment_from_dict, run_batch
 from abm.batch.effect_figures import pareto_front
-from abm.batch.effects import FOREGONE, mean_interval, policy_effects, ratio_interval
+from abm.batch.effects import FOREGONE, interactions, mean_interval, policy_effects, ratio_interval
 from abm.batch.report import write_report
 from abm.batch.tables import format_usd
 from abm.run import run_metrics
@@ -94,7 +94,7 @@ def test_the_report_has_a_section_per_design_point_written_from_its_numbers(stor
     assert (store / "figures" / "effects.svg").exists() and (store / "figures" / "cost_resilience.png").exists()
 
 
-def test_mean_interval_is_scipys_paired_bca_interval():
+def test_mean_interval_is_scipys_bca_interval_of_the_paired_differences():
     rng = np.random.default_rng(3)
     values = rng.normal(10.0, 3.0, 25)
     mean, low, high = mean_interval(values, np.random.default_rng(8), 999)
@@ -109,7 +109,8 @@ def test_a_cost_per_tonne_is_given_only_where_tonnes_are_surely_avoided():
     cost = np.array([100.0, 110.0, 90.0, 105.0])
     ratio, low, high = ratio_interval(cost, np.array([10.0, 12.0, 9.0, 11.0]), rng, 999)
     assert ratio == pytest.approx(cost.mean() / 10.5) and low <= ratio <= high
-    assert all(np.isnan(ratio_interval(cost, np.array([-1.0, 2.0, -3.0, 1.0]), rng, 999)))  # may be nil
+    assert all(np.isnan(ratio_interval(cost, np.array([-1.0, 2.0, -3.0, 1.0]), rng, 999)))  # nil on average
+    assert all(np.isnan(ratio_interval(cost, np.array([-1.0, 2.0, -1.0, 3.0]), rng, 999)))  # positive, may be nil
     assert all(np.isnan(ratio_interval(cost, np.array([-1.0, -2.0, -3.0, -1.0]), rng, 999)))
 
 
@@ -121,6 +122,23 @@ def test_the_pareto_front_keeps_the_policies_nothing_beats_on_cost_and_tonnes():
 
 def test_money_reads_in_millions_and_billions():
     assert [format_usd(v) for v in (4.04e8, 6.49e9, 9500.0, float("nan"))] == ["404 m USD", "6.5 bn USD", "9,500 USD", "n/a"]
+
+
+def test_the_portfolio_against_the_sum_of_its_parts_is_taken_within_each_seed(store):
+    """A combined policy's interaction is its own fall less its parts' falls, pair by pair."""
+    metrics = pd.read_parquet(store / "metrics.parquet")
+    policies = {"none": {}, "stockpile": {"stockpile_months": 3.0}, "contracts": {"contract_share": 0.5},
+                "both": {"stockpile_months": 3.0, "contract_share": 0.5}}
+    both = metrics[metrics["policy"] == "stockpile"].assign(policy="both")  # stands in for a combined arm
+    table = interactions(pd.concat([metrics, both]), policies, np.random.default_rng(0), 999)
+    loss = metrics.pivot_table(index=["point_id", "replication"], columns="policy", values=FOREGONE)
+    for _, row in table.iterrows():
+        point = metrics.loc[metrics["factor.shock_start"] == row["factor.shock_start"], "point_id"].unique()
+        part = loss.loc[point]
+        expected = (part["none"] - part["stockpile"]) - (part["none"] - part["stockpile"]) - (part["none"] - part["contracts"])
+        assert row["interaction_t"] == pytest.approx(expected.mean())
+        assert row["parts"] == "contracts, stockpile" and row["pairs"] == 3
+    assert len(table) == 2
 
 
 def test_effects_of_a_store_without_policies_are_empty(store):

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from abm.batch.effects import COST, FOREGONE, design_columns  # noqa: E402
+from abm.batch.effects import COST, FOREGONE, by_design_point, design_columns  # noqa: E402
 from abm.figures import save_for_print  # noqa: E402
 
 KT = 1e3  # t per kt
@@ -48,17 +48,15 @@ def pareto_front(cost: np.ndarray, avoided: np.ndarray) -> np.ndarray:
 
 def _panels(effects: pd.DataFrame):
     """(figure, [(axis, point, rows)]) with one panel per design point, three across."""
-    design = design_columns(effects)
-    points = list(effects.groupby(design, sort=True)) if design else [((), effects)]
+    points = list(by_design_point(effects, design_columns(effects)))
     across = min(3, len(points))
     down = math.ceil(len(points) / across)
     figure, axes = plt.subplots(down, across, figsize=(5.2 * across, 4.2 * down), squeeze=False)
     for ax in axes.flat[len(points):]:
         ax.set_visible(False)
     panels = []
-    for ax, (values, rows) in zip(axes.flat, points, strict=False):
-        values = values if isinstance(values, tuple) else (values,)
-        panels.append((ax, dict(zip(design, values, strict=True)), rows))
+    for ax, (point, rows) in zip(axes.flat, points, strict=False):
+        panels.append((ax, point, rows))
     return figure, panels
 
 

@@ -18,7 +18,8 @@ factors of the experiment other than the ensemble member) and policy:
   annualised volatility in percentage points, likewise.
 
 BCa needs pairs that differ: where every pair gives the same difference (no effect at
-all, or one pair), the interval is that value at both ends.
+all, or one pair), the interval is that value at both ends; where BCa cannot make an
+interval (nearly constant pairs) its ends are NaN, and no effect is claimed.
 """
 
 import warnings
@@ -37,6 +38,11 @@ EFFECT_OUTCOMES = (FOREGONE, "shortfall_outside_exporter_t", "resilience_loss_mo
 COST = "policy_cost_usd"
 LEVEL = 0.95
 MEMBER_COLUMN = f"factor.{ENSEMBLE_FACTOR}"
+
+
+def present(outcomes: tuple[str, ...], metrics: pd.DataFrame) -> tuple[str, ...]:
+    """The ``outcomes`` a store's runs report (a store made by an older model lacks some)."""
+    return tuple(name for name in outcomes if name in metrics.columns)
 
 
 def design_columns(metrics: pd.DataFrame) -> list[str]:
@@ -68,21 +74,31 @@ def parts_of(policies: dict[str, dict]) -> dict[str, list[str]]:
     return parts
 
 
-def interactions(effects: pd.DataFrame, policies: dict[str, dict]) -> pd.DataFrame:
+def interactions(metrics: pd.DataFrame, policies: dict[str, dict], rng: np.random.Generator,
+                 resamples: int = 2000) -> pd.DataFrame:
     """Per design point and combined policy (``parts_of``): the demand foregone it
-    avoided (``whole_t``), the sum of what its parts avoided alone (``parts_t``) and
-    ``whole_t - parts_t`` (``interaction_t``: negative when the levers get in each other's
-    way, positive when they reinforce each other), t REO. Empty without a combined policy."""
+    avoided (``whole_t``), the sum of what its parts avoided alone (``parts_t``) and their
+    difference per pair of seeds, ``interaction_t`` with ``_low`` and ``_high`` (95 % BCa
+    over the pairs; negative when the levers get in each other's way, positive when they
+    reinforce each other), t REO. Every policy's run of a point and replication shares its
+    seed, so the difference is taken within each seed. Empty without a combined policy.
+    ``metrics``: the store's ok runs."""
     rows = []
-    design = design_columns(effects)
+    design = design_columns(metrics)
+    keys = ["point_id", "replication"]
+    loss = metrics.pivot_table(index=keys, columns="policy", values=FOREGONE) if FOREGONE in metrics else None
     for whole, parts in parts_of(policies).items():
-        for point, group in by_design_point(effects, design):
-            avoided = group.set_index("policy")[f"{FOREGONE}_avoided"]
-            if whole not in avoided or not set(parts) <= set(avoided.index):
-                continue
-            total = float(avoided[parts].sum())
-            rows.append({**point, "policy": whole, "parts": ", ".join(parts), "whole_t": float(avoided[whole]),
-                         "parts_t": total, "interaction_t": float(avoided[whole]) - total})
+        if loss is None or not {whole, NO_POLICY, *parts} <= set(loss.columns):
+            continue
+        avoided = loss[NO_POLICY].to_numpy()[:, None] - loss[[whole, *parts]].to_numpy()
+        pairs = pd.DataFrame({"whole": avoided[:, 0], "parts": avoided[:, 1:].sum(axis=1)}, index=loss.index)
+        pairs = pairs.join(metrics.drop_duplicates(keys).set_index(keys)[design]).dropna(subset=["whole", "parts"])
+        for point, group in by_design_point(pairs, design):
+            difference = (group["whole"] - group["parts"]).to_numpy()
+            mean, low, high = mean_interval(difference, rng, resamples)
+            rows.append({**point, "policy": whole, "parts": ", ".join(parts), "pairs": len(group),
+                         "whole_t": group["whole"].mean(), "parts_t": group["parts"].mean(),
+                         "interaction_t": mean, "interaction_t_low": low, "interaction_t_high": high})
     return pd.DataFrame(rows)
 
 
@@ -102,31 +118,30 @@ def mean_interval(values: np.ndarray, rng: np.random.Generator, resamples: int) 
     if values.size < 2 or np.ptp(values) == 0:
         return mean, mean, mean
     result = _bootstrap((values,), np.mean, rng, resamples, paired=False)
-    return mean, *_bounds(result, mean)
+    return mean, *map(float, result.confidence_interval)  # NaN where BCa cannot make one
 
 
 def ratio_interval(
     cost: np.ndarray, avoided: np.ndarray, rng: np.random.Generator, resamples: int
 ) -> tuple[float, float, float]:
     """mean(cost) / mean(avoided) over pairs [pairs] and its paired 95 % BCa interval; NaN
-    where the mean avoided is not positive or the interval of the avoided mean reaches 0
-    (a unit cost of an effect that may be nil is unbounded)."""
+    where the mean avoided is not positive or a bootstrap resample of it is not (a unit
+    cost of an effect that may be nil is unbounded)."""
     cost, avoided = np.asarray(cost, dtype=float), np.asarray(avoided, dtype=float)
     nan = (float("nan"),) * 3
     if avoided.size == 0 or avoided.mean() <= 0:
         return nan
-    _, low, _ = mean_interval(avoided, rng, resamples)
-    if low <= 0:
-        return nan
     ratio = float(cost.mean() / avoided.mean())
     if avoided.size < 2 or (np.ptp(avoided) == 0 and np.ptp(cost) == 0):
         return ratio, ratio, ratio
+    if _bootstrap((avoided,), np.mean, rng, resamples, paired=False).bootstrap_distribution.min() <= 0:
+        return nan  # some resample avoids nothing: the unit cost is unbounded
 
     def statistic(c: np.ndarray, a: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.mean(c, axis=axis) / np.mean(a, axis=axis)
 
     result = _bootstrap((cost, avoided), statistic, rng, resamples, paired=True)
-    return ratio, *_bounds(result, ratio)
+    return ratio, *map(float, result.confidence_interval)
 
 
 def _bootstrap(data: tuple, statistic, rng: np.random.Generator, resamples: int, paired: bool):
@@ -136,18 +151,12 @@ def _bootstrap(data: tuple, statistic, rng: np.random.Generator, resamples: int,
                          paired=paired, vectorized=True, rng=rng)
 
 
-def _bounds(result, estimate: float) -> tuple[float, float]:
-    """The interval's ends; where BCa cannot make one (NaN), the estimate itself."""
-    low, high = result.confidence_interval
-    return (estimate if np.isnan(low) else float(low)), (estimate if np.isnan(high) else float(high))
-
-
 def policy_effects(metrics: pd.DataFrame, rng: np.random.Generator, resamples: int = 2000) -> pd.DataFrame:
     """[design points x policies] the columns of the module docstring, with the design
     point's factor columns, ``pairs`` and the policy's mean cost ``policy_cost_usd``; rows
     sorted by design point and policy. Empty without a no-policy arm or other policies.
     ``metrics``: the store's ok runs (``metrics.parquet``)."""
-    outcomes = tuple(o for o in EFFECT_OUTCOMES if o in metrics.columns)
+    outcomes = present(EFFECT_OUTCOMES, metrics)
     design = design_columns(metrics)
     rows = []
     for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):

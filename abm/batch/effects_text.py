@@ -53,9 +53,10 @@ def what_it_says(rows: pd.DataFrame) -> str:
     best = rows.loc[avoided.idxmax()]
     helps = rows.loc[low > 0, "policy"].tolist()
     harms = rows.loc[high < 0, "policy"].tolist()
-    text = [f"Without a policy, importers outside the exporter forgo {format_number(base / 1e3)} kt REO over the run."]
+    text = [f"Without a policy, importers outside the exporter forgo {format_number(base / 1e3)} kt REO over the run "
+            "(the shock's months and the others together)."]
     if best[f"{FOREGONE}_avoided"] > 0:
-        share = f" ({format_number(100.0 * best[f'{FOREGONE}_avoided'] / base)} % of it)" if base > 0 else ""
+        share = f" ({format_number(100.0 * best[f'{FOREGONE}_avoided'] / base)} % of that)" if base > 0 else ""
         text.append(f"{best['policy']} avoids the most: {format_number(best[f'{FOREGONE}_avoided'] / 1e3)} kt{share}.")
     else:
         text.append("No policy avoids any of it on average.")
@@ -74,29 +75,32 @@ def what_it_says(rows: pd.DataFrame) -> str:
 
 COLUMNS = {
     "policy": "policy", "pairs": "pairs", "foregone": "demand foregone avoided (kt REO) [95 % CI]",
-    "share": "share of the no-policy loss", "shortfall": "shortfall avoided (t REO) [95 % CI]",
+    "share": "share of the no-policy run's foregone demand", "shortfall": "shortfall avoided (t REO) [95 % CI]",
     "volatility": "Dy volatility cut (points) [95 % CI]", "cost": "policy cost", "per_t": "cost per t avoided [95 % CI]",
 }
 
 
 def interactions_text(table: pd.DataFrame) -> list[str]:
     """The interactions subsection: each combined policy against the sum of its parts,
-    per design point, and one sentence per combined policy from the numbers."""
+    per design point with the 95 % interval of the difference, and one sentence per
+    combined policy from the numbers."""
     if table.empty:
         return []
     lines = ["### Interactions: each combination against the sum of its parts", ""]
     for whole, rows in table.groupby("policy", sort=True):
-        worse = int((rows["interaction_t"] < 0).sum())
+        worse, better = int((rows["interaction_t_high"] < 0).sum()), int((rows["interaction_t_low"] > 0).sum())
         lines.append(
-            f"{whole} combines {rows['parts'].iloc[0]}. At {worse} of {len(rows)} design points it avoids less "
-            "demand foregone than its levers do one by one, added up (negative interaction: the levers get in "
-            "each other's way; docs/ODD.md §7.22.11)." if worse else
-            f"{whole} combines {rows['parts'].iloc[0]}. At every design point it avoids at least what its levers "
-            "avoid one by one, added up.")
-    cells = table.assign(**{c: table[c].map(lambda v: format_number(v / 1e3)) for c in ("whole_t", "parts_t", "interaction_t")})
+            f"{whole} combines {rows['parts'].iloc[0]}. Against the sum of what these avoid one by one, it avoids "
+            f"less beyond the 95 % interval at {worse} of {len(rows)} design points (the levers get in each other's "
+            f"way) and more at {better}; elsewhere the difference is within the interval (docs/ODD.md §7.22.11).")
+    cells = table.assign(
+        whole_t=table["whole_t"].map(lambda v: format_number(v / 1e3)),
+        parts_t=table["parts_t"].map(lambda v: format_number(v / 1e3)),
+        interaction_t=[_interval(*r, scale=1e3) for r in table[["interaction_t", "interaction_t_low",
+                                                                 "interaction_t_high"]].itertuples(index=False)])
     columns = {c: c.removeprefix("factor.") for c in design_columns(table)}
-    columns.update({"policy": "combination", "whole_t": "avoided together (kt REO)",
-                    "parts_t": "sum of the parts alone (kt REO)", "interaction_t": "interaction (kt REO)"})
+    columns.update({"policy": "combination", "pairs": "pairs", "whole_t": "avoided together (kt REO)",
+                    "parts_t": "sum of the parts alone (kt REO)", "interaction_t": "difference (kt REO) [95 % CI]"})
     return [*lines, "", markdown_table(cells, columns), ""]
 
 

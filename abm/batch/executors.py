@@ -50,15 +50,17 @@ def _handling(signum: int, handler: Any) -> Iterator[None]:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[list[int]]:
-    """Hold SIGINT and SIGTERM while inside, then deliver them, once each, to the handlers
-    they had; yields the list of the signals noted so far (so a wait can end early).
+    """Hold SIGINT and SIGTERM while inside, then deliver the first noted to the handler it
+    had (a second stop request asks for the same stop); yields the list of the signals
+    noted so far (so a wait can end early).
 
     Why: a Ctrl-C raised in ``concurrent.futures.wait`` after it took a future's lock and
     before its ``with`` block began leaves that lock taken for ever. The pool's manager
     thread then blocks when it fails the future, and the interpreter, which joins that
     thread at exit, never ends (CI hung so, reproduced in tests/test_batch_stops.py).
     Raised here instead, the exception leaves from this project's code, holding nothing.
-    Outside the main thread, or for a handler not set from Python, nothing is held."""
+    Outside the main thread, for an ignored signal (it stays ignored, in processes
+    started inside too) or for a handler not set from Python, nothing is held."""
     noted: list[int] = []
 
     def note(signum: int, frame: Any) -> None:
@@ -67,7 +69,7 @@ def interrupts_deferred() -> Iterator[list[int]]:
     previous: dict[int, Any] = {}
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) is not None:
+            if signal.getsignal(signum) not in (None, signal.SIG_IGN):
                 previous[signum] = signal.signal(signum, note)
     except ValueError:  # not the main thread: signals are not its to handle
         yield noted
@@ -77,8 +79,8 @@ def interrupts_deferred() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(noted):
-            signal.raise_signal(signum)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -2,7 +2,9 @@
 per element, the world and exporter-zone oxide price of one policy's runs, median with
 50 % and 90 % bands, on calendar dates, with the point's shock window shaded; 200 dpi
 PNG and SVG (``price_fan_<policy>.png`` for a store of one point, else
-``price_fan_<policy>_<k>.png`` for the k-th point, 1-based, in design order)."""
+``price_fan_<policy>_<k>.png`` for the k-th point, 1-based, in design order). A store of
+more than ``FAN_POINTS`` design points gets none: a fan pooled over points would mix them,
+and one per point would not fit the repository's budget for results."""
 
 from pathlib import Path
 
@@ -20,11 +22,19 @@ from abm.batch.experiment import NO_POLICY  # noqa: E402
 from abm.figures import element_grid, save_for_print  # noqa: E402
 
 ZONES = (("world", "tab:red"), ("CN", "tab:blue"))
+FAN_POINTS = 6  # the most design points that get a fan chart each
+PANEL = (3.6, 2.8)  # inches per element's panel
 
 
-def month_dates(steps: np.ndarray, start_year: int) -> pd.DatetimeIndex:
-    """The first day of each month ``steps`` (0 = January of ``start_year``)."""
-    return pd.DatetimeIndex([pd.Timestamp(year=start_year + int(s) // 12, month=int(s) % 12 + 1, day=1) for s in steps])
+def month_dates(months: np.ndarray, start_year: int) -> pd.DatetimeIndex:
+    """The first day of each of ``months`` (0 = January of ``start_year``, -1 the December
+    before)."""
+    return pd.DatetimeIndex([pd.Timestamp(year=start_year + int(m) // 12, month=int(m) % 12 + 1, day=1) for m in months])
+
+
+def too_many_points(metrics: pd.DataFrame) -> bool:
+    """Whether a store has more design points than get a fan chart each."""
+    return len(list(by_design_point(metrics, design_columns(metrics)))) > FAN_POINTS
 
 
 def shock_window(point: dict, scenario) -> tuple[int, int] | None:
@@ -47,9 +57,11 @@ def plot_price_fans(series: pd.DataFrame, metrics: pd.DataFrame, folder: Path, s
     runs = metrics[metrics["policy"] == policy]
     points = list(by_design_point(runs, design_columns(runs)))
     written = []
+    if too_many_points(runs):
+        return written
     for k, (point, group) in enumerate(points, start=1):
         prices = series[(series["variable"] == "price") & series["run_id"].isin(set(group["run_id"]))]
-        prices, elements, figure, axes = element_grid(prices, "price")
+        prices, elements, figure, axes = element_grid(prices, "price", PANEL)
         window = shock_window(point, scenario)
         for ax, element in zip(axes, elements, strict=True):
             if window is not None:
@@ -61,7 +73,7 @@ def plot_price_fans(series: pd.DataFrame, metrics: pd.DataFrame, folder: Path, s
                 if table.empty:
                     continue
                 q = table.quantile([0.05, 0.25, 0.5, 0.75, 0.95], axis=1).T
-                dates = month_dates(q.index.to_numpy(), start_year)
+                dates = month_dates(q.index.to_numpy() - 1, start_year)  # step k records month k - 1
                 ax.fill_between(dates, q[0.05], q[0.95], color=colour, alpha=0.15, lw=0)
                 ax.fill_between(dates, q[0.25], q[0.75], color=colour, alpha=0.3, lw=0)
                 ax.plot(dates, q[0.5], color=colour, lw=1.3)

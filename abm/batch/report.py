@@ -24,12 +24,12 @@ import pandas as pd  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from abm.batch.effects import (  # noqa: E402
-    FOREGONE, MEMBER_COLUMN, by_design_point, design_columns, interactions, paired_pairs, policy_effects,
+    FOREGONE, MEMBER_COLUMN, by_design_point, design_columns, interactions, paired_pairs, policy_effects, present,
 )
 from abm.batch.effect_figures import plot_cost_resilience, plot_effects, point_label  # noqa: E402
 from abm.batch.effects_text import effects_text  # noqa: E402
 from abm.batch.experiment import NO_POLICY  # noqa: E402
-from abm.batch.fans import plot_price_fans  # noqa: E402
+from abm.batch.fans import FAN_POINTS, plot_price_fans, too_many_points  # noqa: E402
 from abm.batch.tables import format_number, format_usd, markdown_table  # noqa: E402
 from abm.figures import save_figure  # noqa: E402
 from abm.metrics import (  # noqa: E402
@@ -84,7 +84,7 @@ def _summary_row(point: dict, policy: str, group: pd.DataFrame, rng: np.random.G
     """One row of ``summarise``: the point's factors, policy, runs and each outcome's mean
     and interval over ``group``'s runs."""
     row = {**point, "policy": policy, "runs": len(group)}
-    for outcome in _present((*OUTCOMES, "policy_cost_usd") if outcomes is None else outcomes, group):
+    for outcome in present((*OUTCOMES, "policy_cost_usd") if outcomes is None else outcomes, group):
         values = group[outcome].to_numpy(dtype=float)
         low, high = bootstrap_mean_ci(values, rng, RESAMPLES)
         row.update({f"{outcome}_mean": values.mean(), f"{outcome}_low": low, f"{outcome}_high": high})
@@ -98,11 +98,6 @@ def supply_chain_summary(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.
     return summarise(metrics, rng, outcomes) if outcomes else None
 
 
-def _present(outcomes: tuple[str, ...], metrics: pd.DataFrame) -> tuple[str, ...]:
-    """The ``outcomes`` a store's runs report (a store made by an older model lacks some)."""
-    return tuple(name for name in outcomes if name in metrics.columns)
-
-
 def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Relative fall of each outcome against the no-policy arm per design point (its
     factors other than the ensemble member) and policy, paired by point and replication
@@ -110,7 +105,7 @@ def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     design points. Columns: the design point's factors, policy, pairs,
     ``policy_cost_usd_mean`` and ``<outcome>_gain`` with ``_low`` and ``_high``."""
     rows = []
-    outcomes = _present(OUTCOMES, metrics)
+    outcomes = present(OUTCOMES, metrics)
     for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
         for point, paired in by_design_point(paired_pairs(metrics, policy, outcomes), design_columns(metrics)):
             row = {**point, "policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
@@ -142,9 +137,9 @@ def ensemble_gained(metrics: pd.DataFrame, gained: pd.DataFrame, rng: np.random.
         ignore_index=True,
     )
     ranking = {"ascending": False, "method": "min", "na_option": "bottom"}
-    table["rank"] = table.groupby(["member", *design], sort=False)[gain].rank(**ranking).astype(int)
+    table["rank"] = table.groupby(["member", *design], sort=False, dropna=False)[gain].rank(**ranking).astype(int)
     pooled = gained[[*design, "policy", gain]].copy()
-    pooled["pooled_rank"] = (pooled.groupby(design, sort=False)[gain] if design else pooled[gain]).rank(**ranking)
+    pooled["pooled_rank"] = (pooled.groupby(design, sort=False, dropna=False)[gain] if design else pooled[gain]).rank(**ranking)
     table = table.merge(pooled[[*design, "policy", "pooled_rank"]], on=[*design, "policy"], how="left")
     table["pooled_rank"] = table["pooled_rank"].astype(int)
     return table[["member", *columns, "rank", "pooled_rank"]]
@@ -160,7 +155,7 @@ def ranking_stability(table: pd.DataFrame) -> pd.DataFrame:
         return pd.Series({"best_policy": group.loc[group["rank"].idxmin(), "policy"], "kendall_tau": float(tau)})
 
     keys = ["member", *design_columns(table)]
-    return table.groupby(keys, sort=False)[["policy", "rank", "pooled_rank"]].apply(one).reset_index()
+    return table.groupby(keys, sort=False, dropna=False)[["policy", "rank", "pooled_rank"]].apply(one).reset_index()
 
 
 def plot_quota_response(summary: pd.DataFrame, path: Path) -> bool:
@@ -352,34 +347,28 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
     summary = summarise(ok, rng)
     gained = resilience_gained(ok, rng)
     figures = folder / "figures"
+    for stale in [*figures.glob("*.png"), *figures.glob("*.svg")]:  # an earlier report's, possibly of other points
+        stale.unlink()
     supply = supply_chain_summary(ok, rng)  # after the others: their intervals keep their random numbers
     deals = summarise(ok, rng, DEAL_OUTCOMES) if _negotiating(ok, experiment) else None
     across = ensemble_gained(ok, gained, rng)  # after the others: without an ensemble, no number above changes
     effects = policy_effects(ok, rng) if FOREGONE in ok.columns else pd.DataFrame()
-    combined = interactions(effects, experiment.policies) if experiment is not None and not effects.empty else None
-    atomic_write(folder / "summary.csv", lambda h: summary.to_csv(h, index=False))
-    written.append(folder / "summary.csv")
-    if not gained.empty:
-        atomic_write(folder / "resilience_gained.csv", lambda h: gained.to_csv(h, index=False))
-        written.append(folder / "resilience_gained.csv")
-    if supply is not None:
-        atomic_write(folder / "supply_chain.csv", lambda h: supply.to_csv(h, index=False))
-        written.append(folder / "supply_chain.csv")
-    if deals is not None:
-        atomic_write(folder / "deals.csv", lambda h: deals.to_csv(h, index=False))
-        written.append(folder / "deals.csv")
-    if across is not None:
-        atomic_write(folder / "ensemble_gained.csv", lambda h: across.to_csv(h, index=False))
-        written.append(folder / "ensemble_gained.csv")
+    combined = interactions(ok, experiment.policies, rng) if experiment is not None and not effects.empty else None
+    tables = {"summary": summary, "resilience_gained": gained, "supply_chain": supply, "deals": deals,
+              "ensemble_gained": across, "effects": effects, "interactions": combined}
+    for name, table in tables.items():
+        if table is not None and not table.empty:
+            atomic_write(folder / f"{name}.csv", lambda h, table=table: table.to_csv(h, index=False))
+            written.append(folder / f"{name}.csv")
     if not effects.empty:
-        atomic_write(folder / "effects.csv", lambda h: effects.to_csv(h, index=False))
-        written.append(folder / "effects.csv")
         written += plot_effects(effects, figures / "effects.png") + plot_cost_resilience(effects, figures / "cost_resilience.png")
-    if combined is not None and not combined.empty:
-        atomic_write(folder / "interactions.csv", lambda h: combined.to_csv(h, index=False))
-        written.append(folder / "interactions.csv")
+    fan_note = ""
     if "price" in set(series.get("variable", pd.Series(dtype=str))):
-        written += plot_price_fans(series, ok, figures, experiment.scenario if experiment is not None else None)
+        fans = plot_price_fans(series, ok, figures, experiment.scenario if experiment is not None else None)
+        written += fans
+        if too_many_points(ok):
+            fan_note = (f"No price fan charts: the store has more than {FAN_POINTS} design points, and a fan pooled "
+                        "over them would mix them (`series.parquet` has every run's prices).")
     if plot_quota_response(summary, figures / "quota_response.png"):
         written.append(figures / "quota_response.png")
     indices = sensitivity_indices(ok, experiment)
@@ -391,7 +380,7 @@ def write_report(folder: Path, experiment=None) -> list[Path]:
         written.append(folder / "ema_results.tar.gz")
     figures_written = [p for p in written if p.suffix == ".png"]
     report = _report_text(manifest, metrics, summary, gained, indices, figures_written, folder, supply, deals, across,
-                          effects, combined)
+                          effects, combined, fan_note)
     atomic_write(folder / "report.md", lambda h: h.write(report))
     written.append(folder / "report.md")
     return written
@@ -408,7 +397,7 @@ def _negotiating(metrics: pd.DataFrame, experiment) -> bool:
 
 def _report_text(
     manifest, metrics, summary, gained, indices, figures, folder: Path, supply=None, deals=None, across=None,
-    effects=None, combined=None,
+    effects=None, combined=None, fan_note: str = "",
 ) -> str:
     failed = int((metrics["status"] != "ok").sum()) if "status" in metrics else 0
     lines = [
@@ -470,7 +459,8 @@ def _report_text(
         lines += _deals_text(deals)
     if indices is not None:
         lines += _sensitivity_text(indices)
-    lines += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
+    lines += ["## Figures", "", *([fan_note, ""] if fan_note else [])]
+    lines += [f"![{p.stem}]({p.relative_to(folder).as_posix()})" for p in figures] + [""]
     return "\n".join(lines)
 
 
@@ -515,6 +505,10 @@ def _ensemble_text(across: pd.DataFrame) -> list[str]:
         "arm (paired by seed; 1 = the largest fall), and that ranking is compared with the one of all members "
         "together at the same point. `ensemble_gained.csv` has each member's fall per policy, with its 95 % "
         "bootstrap interval and both ranks.",
+        *([] if (across[f"{HEADLINE}_gain_low"] != across[f"{HEADLINE}_gain_high"]).any() else [
+            "", "With one replication per member, each member's fall at a point is one pair of runs (its interval "
+            "is that pair), so a member's ranking carries that pair's seed as well as the member's parameters: "
+            "read the order below the best policy as indicative."]),
         "",
         markdown_table(stability, columns),
         *verdicts,
