@@ -45,12 +45,12 @@ def _shock_dy_price(results) -> float:
     # below 0.97 in 7 of seeds 1-8), a finding for 'The main job v2' to explain
     "agreement", "recycling", "stockpile",
     pytest.param("contracts", marks=pytest.mark.xfail(strict=True, reason=(
-        "version 2 finding, for 'The main job v2' and 'Negotiated supply deals': contracts diversified onto "
-        "makers outside China move the chokepoint upstream, since those makers need Dy and Tb metal that "
-        "only China supplies; they deepen the shortage of Dy-bearing magnets"))),
+        "version 2 finding, a mechanism (docs/ODD.md 7.22.11, pinned in tests/test_effects.py): contracts "
+        "diversified onto makers outside China move the chokepoint upstream, since those makers bid for the "
+        "NdPr metal, DyFe alloy and oxides outside China that the quota keeps scarce"))),
     pytest.param("partnership", marks=pytest.mark.xfail(strict=True, reason=(
-        "version 2 finding, as for contracts: offtake from allied magnet makers draws on Dy and Tb they "
-        "cannot get outside China"))),
+        "version 2 finding, as for contracts: offtake from allied magnet makers draws on the feedstock "
+        "outside China that the quota keeps scarce"))),
 ])
 def test_lever_lowers_the_dy_price_outside_china_in_the_shock(runs, lever):
     """Under the 40 % cut, prices do the rationing (version 2: a shock clears at a price
