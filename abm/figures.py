@@ -36,22 +36,20 @@ def element_grid(series: pd.DataFrame, variable: str, panel: tuple[float, float]
     return data, elements, figure, used
 
 
-def save_for_print(figure, path: Path, dpi: int = 200) -> list[Path]:
-    """Lay out, write atomically as ``dpi`` PNG at ``path`` and as SVG beside it, free the
-    figure; the two paths."""
-    figure.tight_layout()
-    svg = path.with_suffix(".svg")
-    atomic_write(path, lambda handle: figure.savefig(handle, dpi=dpi, format="png"), binary=True)
-    atomic_write(svg, lambda handle: figure.savefig(handle, format="svg"), binary=True)
-    plt.close(figure)
-    return [path, svg]
+PRINT_DPI = 200  # figures fit for a paper: 200 dpi PNG, with an SVG copy
 
 
-def save_figure(figure, path: Path, dpi: int = 110) -> None:
-    """Lay out, write atomically as PNG, and free the figure."""
+def save_figure(figure, path: Path, dpi: int = 110, svg: bool = False) -> list[Path]:
+    """Lay out, write atomically as ``dpi`` PNG at ``path`` (and, with ``svg``, as SVG
+    beside it), free the figure; the paths written."""
     figure.tight_layout()
+    written = [path]
     atomic_write(path, lambda handle: figure.savefig(handle, dpi=dpi, format="png"), binary=True)
+    if svg:
+        written.append(path.with_suffix(".svg"))
+        atomic_write(written[-1], lambda handle: figure.savefig(handle, format="svg"), binary=True)
     plt.close(figure)
+    return written
 
 
 def plot_prices(series: pd.DataFrame, path: Path) -> None:

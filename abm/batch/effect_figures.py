@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from abm.batch.effects import COST, FOREGONE, by_design_point, design_columns  # noqa: E402
-from abm.figures import save_for_print  # noqa: E402
+from abm.figures import PRINT_DPI, save_figure  # noqa: E402
 
 KT = 1e3  # t per kt
 BN = 1e9  # USD per bn USD
@@ -73,7 +73,7 @@ def plot_effects(effects: pd.DataFrame, path: Path) -> list[Path]:
         ax.set_title(point_label(point), fontsize=9)
         ax.set_ylabel("demand foregone avoided (kt REO)")
     panels[0][0].legend(fontsize=7)
-    return save_for_print(figure, path)
+    return save_figure(figure, path, PRINT_DPI, svg=True)
 
 
 def plot_cost_resilience(effects: pd.DataFrame, path: Path) -> list[Path]:
@@ -93,4 +93,4 @@ def plot_cost_resilience(effects: pd.DataFrame, path: Path) -> list[Path]:
         ax.set_xlabel("policy cost over the run (bn USD)")
         ax.set_ylabel("demand foregone avoided (kt REO)")
     panels[0][0].legend(fontsize=7)
-    return save_for_print(figure, path)
+    return save_figure(figure, path, PRINT_DPI, svg=True)

@@ -38,6 +38,7 @@ EFFECT_OUTCOMES = (FOREGONE, "shortfall_outside_exporter_t", "resilience_loss_mo
 COST = "policy_cost_usd"
 LEVEL = 0.95
 MEMBER_COLUMN = f"factor.{ENSEMBLE_FACTOR}"
+PAIR = ["point_id", "replication"]  # runs with these in common share their seed
 
 
 def present(outcomes: tuple[str, ...], metrics: pd.DataFrame) -> tuple[str, ...]:
@@ -85,14 +86,13 @@ def interactions(metrics: pd.DataFrame, policies: dict[str, dict], rng: np.rando
     ``metrics``: the store's ok runs."""
     rows = []
     design = design_columns(metrics)
-    keys = ["point_id", "replication"]
-    loss = metrics.pivot_table(index=keys, columns="policy", values=FOREGONE) if FOREGONE in metrics else None
+    loss = metrics.pivot_table(index=PAIR, columns="policy", values=FOREGONE) if FOREGONE in metrics else None
     for whole, parts in parts_of(policies).items():
         if loss is None or not {whole, NO_POLICY, *parts} <= set(loss.columns):
             continue
         avoided = loss[NO_POLICY].to_numpy()[:, None] - loss[[whole, *parts]].to_numpy()
         pairs = pd.DataFrame({"whole": avoided[:, 0], "parts": avoided[:, 1:].sum(axis=1)}, index=loss.index)
-        pairs = pairs.join(metrics.drop_duplicates(keys).set_index(keys)[design]).dropna(subset=["whole", "parts"])
+        pairs = pairs.join(metrics.drop_duplicates(PAIR).set_index(PAIR)[design]).dropna(subset=["whole", "parts"])
         for point, group in by_design_point(pairs, design):
             difference = (group["whole"] - group["parts"]).to_numpy()
             mean, low, high = mean_interval(difference, rng, resamples)
@@ -105,10 +105,19 @@ def interactions(metrics: pd.DataFrame, policies: dict[str, dict], rng: np.rando
 def paired_pairs(metrics: pd.DataFrame, policy: str, outcomes: tuple[str, ...]) -> pd.DataFrame:
     """The runs of ``policy`` joined to the no-policy run with the same point and
     replication: columns of ``metrics`` for the policy, ``<outcome>_base`` for the arm."""
-    keys = ["point_id", "replication"]
-    base = metrics.loc[metrics["policy"] == NO_POLICY, [*keys, *outcomes]]
+    base = metrics.loc[metrics["policy"] == NO_POLICY, [*PAIR, *outcomes]]
     runs = metrics[metrics["policy"] == policy]
-    return runs.merge(base, on=keys, how="inner", suffixes=("", "_base"))
+    return runs.merge(base, on=PAIR, how="inner", suffixes=("", "_base"))
+
+
+def paired_by_point(metrics: pd.DataFrame, outcomes: tuple[str, ...]):
+    """(design point {factor column: value}, policy, pairs) for each policy other than the
+    no-policy arm, in name order, and each of its design points: ``paired_pairs`` of the
+    point's runs."""
+    design = design_columns(metrics)
+    for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
+        for point, group in by_design_point(paired_pairs(metrics, policy, outcomes), design):
+            yield point, policy, group
 
 
 def mean_interval(values: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, float, float]:
@@ -157,27 +166,20 @@ def policy_effects(metrics: pd.DataFrame, rng: np.random.Generator, resamples: i
     sorted by design point and policy. Empty without a no-policy arm or other policies.
     ``metrics``: the store's ok runs (``metrics.parquet``)."""
     outcomes = present(EFFECT_OUTCOMES, metrics)
-    design = design_columns(metrics)
     rows = []
-    for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
-        pairs = paired_pairs(metrics, policy, outcomes)
-        for point, group in by_design_point(pairs, design):
-            row = {**point, "policy": policy, "pairs": len(group), COST: group[COST].mean()}
-            for outcome in outcomes:
-                avoided = (group[f"{outcome}_base"] - group[outcome]).to_numpy(dtype=float)
-                mean, low, high = mean_interval(avoided, rng, resamples)
-                row.update({f"{outcome}_base": group[f"{outcome}_base"].mean(),
-                            f"{outcome}_avoided": mean, f"{outcome}_avoided_low": low, f"{outcome}_avoided_high": high})
-            cost = group[COST].to_numpy(dtype=float)
-            if FOREGONE in outcomes:
-                foregone = (group[f"{FOREGONE}_base"] - group[FOREGONE]).to_numpy(dtype=float)
-                row.update(zip(("usd_per_t_avoided", "usd_per_t_avoided_low", "usd_per_t_avoided_high"),
-                               ratio_interval(cost, foregone, rng, resamples), strict=True))
-            if VOLATILITY in outcomes:
-                points = 100.0 * (group[f"{VOLATILITY}_base"] - group[VOLATILITY]).to_numpy(dtype=float)
-                row.update(zip(("usd_per_volatility_point", "usd_per_volatility_point_low",
-                                "usd_per_volatility_point_high"), ratio_interval(cost, points, rng, resamples), strict=True))
-            rows.append(row)
+    for point, policy, group in paired_by_point(metrics, outcomes):
+        row = {**point, "policy": policy, "pairs": len(group), COST: group[COST].mean()}
+        avoided = {o: (group[f"{o}_base"] - group[o]).to_numpy(dtype=float) for o in outcomes}
+        for outcome, values in avoided.items():
+            mean, low, high = mean_interval(values, rng, resamples)
+            row.update({f"{outcome}_base": group[f"{outcome}_base"].mean(),
+                        f"{outcome}_avoided": mean, f"{outcome}_avoided_low": low, f"{outcome}_avoided_high": high})
+        cost = group[COST].to_numpy(dtype=float)
+        for name, outcome, scale in (("usd_per_t_avoided", FOREGONE, 1.0), ("usd_per_volatility_point", VOLATILITY, 100.0)):
+            if outcome in avoided:
+                interval = ratio_interval(cost, scale * avoided[outcome], rng, resamples)
+                row.update(zip((name, f"{name}_low", f"{name}_high"), interval, strict=True))
+        rows.append(row)
     if not rows:
         return pd.DataFrame()
-    return pd.DataFrame(rows).sort_values([*design, "policy"], ignore_index=True)
+    return pd.DataFrame(rows).sort_values([*design_columns(metrics), "policy"], ignore_index=True)

@@ -19,7 +19,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
 from abm.scenario import ScenarioError
@@ -66,19 +66,13 @@ def interrupts_deferred() -> Iterator[list[int]]:
     def note(signum: int, frame: Any) -> None:
         noted.append(signum)
 
-    previous: dict[int, Any] = {}
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(signum) not in (None, signal.SIG_IGN):
-                previous[signum] = signal.signal(signum, note)
-    except ValueError:  # not the main thread: signals are not its to handle
-        yield noted
-        return
-    try:
-        yield noted
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        with ExitStack() as held:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) not in (None, signal.SIG_IGN):
+                    held.enter_context(_handling(signum, note))
+            yield noted
+    finally:  # the handlers are back: the signal reaches the one it had
         if noted:
             signal.raise_signal(noted[0])
 

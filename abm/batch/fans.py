@@ -19,7 +19,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from abm.batch.effect_figures import point_label  # noqa: E402
 from abm.batch.effects import by_design_point, design_columns  # noqa: E402
 from abm.batch.experiment import NO_POLICY  # noqa: E402
-from abm.figures import element_grid, save_for_print  # noqa: E402
+from abm.figures import PRINT_DPI, element_grid, save_figure  # noqa: E402
 
 ZONES = (("world", "tab:red"), ("CN", "tab:blue"))
 FAN_POINTS = 6  # the most design points that get a fan chart each
@@ -89,5 +89,5 @@ def plot_price_fans(series: pd.DataFrame, metrics: pd.DataFrame, folder: Path, s
         axes[0].legend(handles=handles, fontsize=7, title="median: line", title_fontsize=7)
         figure.suptitle(f"Oxide prices, policy {policy}: {point_label(point)} ({len(group)} runs)", fontsize=10)
         name = f"price_fan_{policy}.png" if len(points) == 1 else f"price_fan_{policy}_{k}.png"
-        written += save_for_print(figure, folder / name)
+        written += save_figure(figure, folder / name, PRINT_DPI, svg=True)
     return written

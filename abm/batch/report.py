@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 from abm.batch.effects import (  # noqa: E402
-    FOREGONE, MEMBER_COLUMN, by_design_point, design_columns, interactions, paired_pairs, policy_effects, present,
+    FOREGONE, MEMBER_COLUMN, by_design_point, design_columns, interactions, paired_by_point, policy_effects, present,
 )
 from abm.batch.effect_figures import plot_cost_resilience, plot_effects, point_label  # noqa: E402
 from abm.batch.effects_text import effects_text  # noqa: E402
@@ -106,13 +106,12 @@ def resilience_gained(metrics: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     ``policy_cost_usd_mean`` and ``<outcome>_gain`` with ``_low`` and ``_high``."""
     rows = []
     outcomes = present(OUTCOMES, metrics)
-    for policy in sorted(set(metrics["policy"]) - {NO_POLICY}):
-        for point, paired in by_design_point(paired_pairs(metrics, policy, outcomes), design_columns(metrics)):
-            row = {**point, "policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
-            for outcome in outcomes:
-                gain, low, high = paired_relative_gain(paired[f"{outcome}_base"], paired[outcome], rng, RESAMPLES)
-                row.update({f"{outcome}_gain": gain, f"{outcome}_gain_low": low, f"{outcome}_gain_high": high})
-            rows.append(row)
+    for point, policy, paired in paired_by_point(metrics, outcomes):
+        row = {**point, "policy": policy, "pairs": len(paired), "policy_cost_usd_mean": paired["policy_cost_usd"].mean()}
+        for outcome in outcomes:
+            gain, low, high = paired_relative_gain(paired[f"{outcome}_base"], paired[outcome], rng, RESAMPLES)
+            row.update({f"{outcome}_gain": gain, f"{outcome}_gain_low": low, f"{outcome}_gain_high": high})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
